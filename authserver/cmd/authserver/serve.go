@@ -1,0 +1,199 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/spf13/cobra"
+
+	"github.com/epitwin/epitwin/authserver/internal/oauth"
+	"github.com/epitwin/epitwin/authserver/internal/server"
+	"github.com/epitwin/epitwin/authserver/internal/storage"
+)
+
+type serveOptions struct {
+	addr            string
+	issuer          string
+	refreshTTL      time.Duration
+	bcryptCost      int
+	logLevel        string
+	cleanupInterval time.Duration
+	keys            keyOptions
+}
+
+func newServeCmd(g *globals) *cobra.Command {
+	var o serveOptions
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the authorization server (migrates the database first)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return serve(ctx, g, o, cmd.ErrOrStderr())
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.addr, "addr", "127.0.0.1:8080", "listen address")
+	f.StringVar(&o.issuer, "issuer", "http://127.0.0.1:8080", "issuer URL: the iss of every token and the base of every endpoint")
+	f.DurationVar(&o.keys.accessTTL, "access-token-ttl", time.Hour, "access-token lifetime")
+	f.DurationVar(&o.refreshTTL, "refresh-token-ttl", 720*time.Hour, "refresh-token lifetime (renewed on every rotation)")
+	f.StringVar(&o.keys.alg, "signing-alg", "ES256", "algorithm of new signing keys: ES256, RS256 or EdDSA")
+	f.DurationVar(&o.keys.rotationPeriod, "key-rotation-period", 0, "rotate the signing key this often (0: only by 'keys rotate')")
+	f.DurationVar(&o.keys.jwksMaxAge, "jwks-max-age", 5*time.Minute, "Cache-Control max-age of the JWKS; a scheduled next key is published 2x this long before it signs")
+	f.IntVar(&o.bcryptCost, "bcrypt-cost", 12, "bcrypt cost of new password hashes and of the dummy compare")
+	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	f.DurationVar(&o.cleanupInterval, "token-cleanup-interval", time.Hour, "how often expired token rows are deleted")
+	return cmd
+}
+
+// validateIssuer checks RFC 8414 §2: https (or http on loopback), no query
+// or fragment, no trailing slash.
+func validateIssuer(s string) error {
+	u, err := url.Parse(s)
+	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
+		return fmt.Errorf("--issuer must be an absolute http(s) URL, got %q", s)
+	}
+	if u.RawQuery != "" || u.Fragment != "" || strings.HasSuffix(s, "/") {
+		return fmt.Errorf("--issuer must have no query, fragment or trailing slash")
+	}
+	return nil
+}
+
+func newLogger(level string, w interface{ Write([]byte) (int, error) }) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l})), nil
+}
+
+func serve(ctx context.Context, g *globals, o serveOptions, logOut interface{ Write([]byte) (int, error) }) error {
+	log, err := newLogger(o.logLevel, logOut)
+	if err != nil {
+		return err
+	}
+	if err := validateIssuer(o.issuer); err != nil {
+		return err
+	}
+	if o.keys.accessTTL < time.Minute || o.refreshTTL < o.keys.accessTTL {
+		return errors.New("--access-token-ttl must be at least 1m and --refresh-token-ttl at least as long")
+	}
+
+	db, err := storage.Open(ctx, g.database, log)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	n, err := db.Migrate(ctx)
+	if err != nil {
+		return err
+	}
+	log.Info("database ready", "dialect", db.Dialect, "migrations_applied", n)
+	store := storage.New(db, nil)
+
+	km, err := newKeyManager(db, store, o.keys, "authserver")
+	if err != nil {
+		return err
+	}
+	if err := km.EnsureActive(ctx); err != nil {
+		return err
+	}
+	kek, err := loadKEK(db)
+	if err != nil {
+		return err
+	}
+	passwords, err := oauth.NewPasswords(o.bcryptCost)
+	if err != nil {
+		return err
+	}
+	provider, err := oauth.NewProvider(oauth.Config{
+		Issuer:          o.issuer,
+		AccessTokenTTL:  o.keys.accessTTL,
+		RefreshTokenTTL: o.refreshTTL,
+		Store:           store,
+		Signer:          km.Signer(),
+		MasterKey:       kek,
+		Passwords:       passwords,
+	})
+	if err != nil {
+		return err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	srv := server.New(server.Config{
+		Issuer:   o.issuer,
+		Provider: provider,
+		Store:    store,
+		Keys:     km,
+		Logger:   log,
+		Registry: reg,
+	})
+
+	bg, cancelBG := context.WithCancel(ctx)
+	defer cancelBG()
+	go func() { _ = km.Run(bg) }()
+	go cleanupLoop(bg, store, o.cleanupInterval, log)
+
+	ln, err := net.Listen("tcp", o.addr)
+	if err != nil {
+		return err
+	}
+	hs := &http.Server{
+		Handler:           srv,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       15 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    32 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	log.Info("authserver listening", "addr", ln.Addr().String(), "issuer", o.issuer)
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down")
+	shutCtx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	return hs.Shutdown(shutCtx)
+}
+
+// cleanupLoop deletes token rows whose tokens have expired.
+func cleanupLoop(ctx context.Context, store *storage.Store, every time.Duration, log *slog.Logger) {
+	if every <= 0 {
+		return
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			n, err := store.DeleteExpiredTokens(ctx, time.Now().Add(-time.Minute))
+			if err != nil {
+				log.Warn("token cleanup failed", "error", err)
+				continue
+			}
+			if n > 0 {
+				log.Info("expired token rows deleted", "rows", n)
+			}
+		}
+	}
+}

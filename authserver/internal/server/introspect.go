@@ -1,0 +1,175 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/ory/fosite"
+
+	"github.com/epitwin/epitwin/authserver/internal/oauth"
+	"github.com/epitwin/epitwin/authserver/internal/storage"
+)
+
+// introspectHandler is POST /oauth2/introspect (RFC 7662). fosite's own
+// handler lets any client introspect any token and reports refresh-token
+// expiry wrongly, so the response is written here from the stored request.
+type introspectHandler struct {
+	p     *oauth.Provider
+	store *storage.Store
+	m     *metrics
+	log   *slog.Logger
+	now   func() time.Time
+}
+
+func (h *introspectHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	client, ok := authenticateClient(w, r, h.p, h.store, h.m, "introspect")
+	if !ok {
+		return
+	}
+	// RFC 7662 §2.1/§4: only protected resources may introspect.
+	if !client.Introspect {
+		h.m.failures.WithLabelValues("introspect", "invalid_client").Inc()
+		writeOAuthError(w, http.StatusUnauthorized, "invalid_client", "this client is not allowed to introspect tokens", 0)
+		return
+	}
+	token := r.PostForm.Get("token")
+	if token == "" {
+		h.m.failures.WithLabelValues("introspect", "invalid_request").Inc()
+		writeOAuthError(w, http.StatusBadRequest, "invalid_request", "the 'token' parameter is required", 0)
+		return
+	}
+	if len(token) > 8192 {
+		h.inactive(w)
+		return
+	}
+	hint := fosite.AccessToken
+	if r.PostForm.Get("token_type_hint") == "refresh_token" {
+		hint = fosite.RefreshToken
+	}
+	use, ar, err := h.p.IntrospectToken(ctx, token, hint, &storage.Session{})
+	if err != nil {
+		// A storage outage must not read as "revoked": tell the resource
+		// server to retry instead (it keeps its cached answers meanwhile).
+		if pingErr := h.pingDB(ctx); pingErr != nil {
+			h.log.ErrorContext(ctx, "introspection: database unavailable", "error", pingErr)
+			writeOAuthError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "try again later", 5*time.Second)
+			return
+		}
+		h.inactive(w)
+		return
+	}
+	sess, _ := ar.GetSession().(*storage.Session)
+	if sess == nil || !intersects(ar.GetGrantedAudience(), client.GetAudience()) {
+		h.inactive(w)
+		return
+	}
+	if sess.UserID != "" {
+		u, err := h.store.GetUser(ctx, sess.UserID)
+		if err != nil && !errors.Is(err, storage.ErrNotFound) {
+			writeOAuthError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "try again later", 5*time.Second)
+			return
+		}
+		if u == nil || u.Disabled || u.TenantID != sess.TenantID {
+			h.inactive(w)
+			return
+		}
+	}
+	out := map[string]any{
+		"active":    true,
+		"iss":       h.p.Strategy.Issuer,
+		"client_id": ar.GetClient().GetID(),
+		"sub":       sess.Subject,
+		"aud":       []string(ar.GetGrantedAudience()),
+		"scope":     strings.Join(ar.GetGrantedScopes(), " "),
+		"tenant_id": sess.TenantID,
+		"role":      sess.Role,
+	}
+	if sess.Username != "" {
+		out["username"] = sess.Username
+	}
+	switch use {
+	case fosite.AccessToken:
+		mc, err := h.p.Strategy.DecodeAccessToken(ctx, token)
+		if err != nil {
+			h.inactive(w)
+			return
+		}
+		for _, k := range []string{"sub", "client_id", "scope", "exp", "iat", "nbf", "jti", "tenant_id", "role", "iss", "aud"} {
+			if v, ok := mc[k]; ok {
+				out[k] = v
+			}
+		}
+		out["token_type"] = "Bearer"
+		out["token_use"] = "access_token"
+	case fosite.RefreshToken:
+		exp := sess.GetExpiresAt(fosite.RefreshToken)
+		if exp.IsZero() || !exp.After(h.now()) {
+			h.inactive(w)
+			return
+		}
+		out["exp"] = exp.Unix()
+		out["iat"] = ar.GetRequestedAt().Unix()
+		out["token_type"] = "refresh_token"
+		out["token_use"] = "refresh_token"
+	}
+	h.m.introspect.WithLabelValues("true").Inc()
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (h *introspectHandler) inactive(w http.ResponseWriter) {
+	h.m.introspect.WithLabelValues("false").Inc()
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusOK, map[string]bool{"active": false})
+}
+
+func (h *introspectHandler) pingDB(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	return h.store.DB().Ping(ctx)
+}
+
+func intersects(a, b []string) bool {
+	for _, x := range a {
+		for _, y := range b {
+			if x == y {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// authenticateClient authenticates the calling client with
+// client_secret_basic or client_secret_post and answers 401 on failure.
+func authenticateClient(w http.ResponseWriter, r *http.Request, p *oauth.Provider, store *storage.Store, m *metrics, endpoint string) (*storage.Client, bool) {
+	ctx := r.Context()
+	fc, err := p.AuthenticateClient(ctx, r, r.PostForm)
+	if err != nil {
+		rfc := fosite.ErrorToRFC6749Error(err)
+		if rfc.ErrorField == fosite.ErrServerError.ErrorField {
+			writeOAuthError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "try again later", 5*time.Second)
+			return nil, false
+		}
+		id, _, _ := r.BasicAuth()
+		if id == "" {
+			id = r.PostForm.Get("client_id")
+		}
+		_ = store.AppendAudit(ctx, &storage.AuditEvent{Type: storage.EventClientAuthFailed, ClientID: truncate(id, 128),
+			Outcome: storage.OutcomeFailure, Details: `{"endpoint":"` + endpoint + `"}`})
+		m.failures.WithLabelValues(endpoint, "invalid_client").Inc()
+		writeOAuthError(w, http.StatusUnauthorized, "invalid_client", "client authentication failed", 0)
+		return nil, false
+	}
+	c, ok := fc.(*storage.Client)
+	if !ok {
+		writeOAuthError(w, http.StatusUnauthorized, "invalid_client", "client authentication failed", 0)
+		return nil, false
+	}
+	return c, true
+}

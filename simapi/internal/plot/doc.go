@@ -1,0 +1,2 @@
+// Package plot renders simulation results as self-contained SVG images.
+package plot
