@@ -18,8 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
 
-	"github.com/epitwin/epitwin/authserver/internal/oauth"
-	"github.com/epitwin/epitwin/authserver/internal/server"
+	"github.com/epitwin/epitwin/authserver/internal/app"
 	"github.com/epitwin/epitwin/authserver/internal/storage"
 )
 
@@ -102,57 +101,38 @@ func serve(ctx context.Context, g *globals, o serveOptions, logOut interface{ Wr
 		return err
 	}
 	log.Info("database ready", "dialect", db.Dialect, "migrations_applied", n)
-	store := storage.New(db, nil)
-
-	km, err := newKeyManager(db, store, o.keys, "authserver")
-	if err != nil {
-		return err
-	}
-	if err := km.EnsureActive(ctx); err != nil {
-		return err
-	}
 	kek, err := loadKEK(db)
-	if err != nil {
-		return err
-	}
-	passwords, err := oauth.NewPasswords(o.bcryptCost)
-	if err != nil {
-		return err
-	}
-	provider, err := oauth.NewProvider(oauth.Config{
-		Issuer:          o.issuer,
-		AccessTokenTTL:  o.keys.accessTTL,
-		RefreshTokenTTL: o.refreshTTL,
-		Store:           store,
-		Signer:          km.Signer(),
-		MasterKey:       kek,
-		Passwords:       passwords,
-	})
 	if err != nil {
 		return err
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	srv := server.New(server.Config{
-		Issuer:   o.issuer,
-		Provider: provider,
-		Store:    store,
-		Keys:     km,
-		Logger:   log,
-		Registry: reg,
+	a, err := app.New(ctx, app.Config{
+		Issuer:            o.issuer,
+		DB:                db,
+		KEK:               kek,
+		AccessTokenTTL:    o.keys.accessTTL,
+		RefreshTokenTTL:   o.refreshTTL,
+		SigningAlg:        o.keys.alg,
+		KeyRotationPeriod: o.keys.rotationPeriod,
+		JWKSMaxAge:        o.keys.jwksMaxAge,
+		BcryptCost:        o.bcryptCost,
+		Logger:            log,
+		Registry:          reg,
 	})
-
+	if err != nil {
+		return err
+	}
 	bg, cancelBG := context.WithCancel(ctx)
 	defer cancelBG()
-	go func() { _ = km.Run(bg) }()
-	go cleanupLoop(bg, store, o.cleanupInterval, log)
+	a.Run(bg, o.cleanupInterval)
 
 	ln, err := net.Listen("tcp", o.addr)
 	if err != nil {
 		return err
 	}
 	hs := &http.Server{
-		Handler:           srv,
+		Handler:           a.Handler,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       15 * time.Second,
 		WriteTimeout:      30 * time.Second,
@@ -172,28 +152,4 @@ func serve(ctx context.Context, g *globals, o serveOptions, logOut interface{ Wr
 	shutCtx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	return hs.Shutdown(shutCtx)
-}
-
-// cleanupLoop deletes token rows whose tokens have expired.
-func cleanupLoop(ctx context.Context, store *storage.Store, every time.Duration, log *slog.Logger) {
-	if every <= 0 {
-		return
-	}
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			n, err := store.DeleteExpiredTokens(ctx, time.Now().Add(-time.Minute))
-			if err != nil {
-				log.Warn("token cleanup failed", "error", err)
-				continue
-			}
-			if n > 0 {
-				log.Info("expired token rows deleted", "rows", n)
-			}
-		}
-	}
 }
