@@ -187,7 +187,9 @@ func (m *Manager) EnsureActive(ctx context.Context) error {
 	return m.Reload(ctx)
 }
 
-// Rotate creates a key that is active at once; the previous active key
+// Rotate creates a key that is active at once (a microsecond after the
+// current key's activation if that is not in the past, so back-to-back
+// rotations stay ordered); the previous active key
 // becomes retired (DeactivatedAt is set) and stays published until the tokens
 // it signed have expired. Other instances pick the new key up at their next
 // Reload. Resource servers that cached the JWKS learn the new kid only when
@@ -566,17 +568,25 @@ func loadRows(db *gorm.DB) ([]SigningKey, error) {
 	return rows, nil
 }
 
+// activationWindow bounds how far in the future a key's activation may be
+// and still be treated as "already activated" by activationAfter.
+const activationWindow = time.Second
+
 // activationAfter returns the activation time for a key that must become
 // the active key now: now, or just after the latest activation among the
-// non-revoked keys already activated (other than exclude) when that is not
-// before now. Keys activated in the same microsecond would otherwise be
-// ordered by their random kid, and a key created on an instance whose clock
-// lags behind would sort before the key it is meant to replace.
+// non-revoked keys (other than exclude) activating no later than
+// activationWindow from now, when that is not before now. Without this, two
+// keys activated in the same microsecond (frozen clocks, back-to-back
+// rotations) would be ordered by their random kids, and a key created on an
+// instance whose clock lags slightly would sort before the key it replaces.
+// The new key may therefore start signing up to about a second late; a
+// scheduled next key further in the future is left after it.
 func activationAfter(rows []SigningKey, now time.Time, exclude string) time.Time {
 	t := now
+	limit := now.Add(activationWindow)
 	for i := range rows {
 		r := &rows[i]
-		if r.RevokedAt != nil || r.KID == exclude || r.ActivatesAt.After(now) {
+		if r.RevokedAt != nil || r.KID == exclude || r.ActivatesAt.After(limit) {
 			continue
 		}
 		if !r.ActivatesAt.Before(t) {

@@ -63,10 +63,7 @@ func newEnv(t testing.TB, opts ...func(*envOptions)) *env {
 	if _, err := db.Migrate(ctx); err != nil {
 		t.Fatal(err)
 	}
-	kek := make([]byte, 32)
-	for i := range kek {
-		kek[i] = byte(i + 1)
-	}
+	kek := testKEK()
 	e := &env{t: t, db: db, now: o.now}
 	e.srv = httptest.NewUnstartedServer(nil)
 	issuer := "http://" + e.srv.Listener.Addr().String()
@@ -85,6 +82,29 @@ func newEnv(t testing.TB, opts ...func(*envOptions)) *env {
 	t.Cleanup(e.srv.Close)
 	e.seed()
 	return e
+}
+
+// newEnvOnDB wires a second server instance over e's database, as a second
+// replica sharing the database would be.
+func newEnvOnDB(t testing.TB, e *env) *app.App {
+	t.Helper()
+	a, err := app.New(context.Background(), app.Config{
+		Issuer: e.srv.URL, DB: e.db, KEK: testKEK(),
+		AccessTokenTTL: time.Hour, RefreshTokenTTL: 24 * time.Hour,
+		SigningAlg: "ES256", BcryptCost: 4,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+func testKEK() []byte {
+	kek := make([]byte, 32)
+	for i := range kek {
+		kek[i] = byte(i + 1)
+	}
+	return kek
 }
 
 func (e *env) seed() {

@@ -73,6 +73,9 @@ func New(cfg Config) *Server {
 	route("POST /oauth2/token", formOnly(token))
 	route("POST /oauth2/introspect", formOnly(introspect))
 	route("POST /oauth2/revoke", formOnly(revoke))
+	for _, p := range []string{"/oauth2/token", "/oauth2/introspect", "/oauth2/revoke"} {
+		route(p, methodNotAllowed("POST"))
+	}
 	route("GET /.well-known/oauth-authorization-server", meta)
 	route("GET /.well-known/jwks.json", cfg.Keys.JWKSHandler())
 	route("GET /healthz", http.HandlerFunc(s.healthz))
@@ -105,6 +108,14 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+// methodNotAllowed answers 405 with the allowed method.
+func methodNotAllowed(allow string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Allow", allow)
+		writeOAuthError(w, http.StatusMethodNotAllowed, "invalid_request", "use "+allow, 0)
+	})
 }
 
 func notFound(w http.ResponseWriter, r *http.Request) {

@@ -41,6 +41,11 @@ func (h *tokenHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	if _, _, basic := r.BasicAuth(); !basic && r.PostForm.Get("client_id") == "" {
+		// RFC 6749 §5.2: no client authentication included is invalid_client.
+		h.fail(w, grant, http.StatusUnauthorized, "invalid_client", "client authentication is required (client_secret_basic or client_secret_post)", 0)
+		return
+	}
 	ar, err := h.p.NewAccessRequest(ctx, r, &storage.Session{})
 	if err != nil {
 		h.accessError(w, r, grant, err)

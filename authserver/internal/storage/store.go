@@ -277,6 +277,7 @@ func (s *Store) AppendAudit(ctx context.Context, e *AuditEvent) error {
 	if e.Time.IsZero() {
 		e.Time = s.now()
 	}
+	e.Time = e.Time.UTC() // SQLite compares times as text: store one zone
 	ri := RequestInfoFrom(ctx)
 	if e.IP == "" {
 		e.IP = ri.IP
