@@ -42,6 +42,13 @@ func (e *introspectionError) Unwrap() error { return e.err }
 // that the Verifier fails closed with 503 rather than accept a token it
 // cannot check.
 func (v *Verifier) checkRevocation(ctx context.Context, raw string, tok *claims.AccessToken) *Error {
+	if fn := v.cfg.revocationCheck; fn != nil {
+		active, err := fn(ctx, raw, tok)
+		if err != nil {
+			return unavailable("revocation check unavailable", unavailableRetryAfter, err)
+		}
+		return revocationVerdict(revEntry{active: active})
+	}
 	if !v.cfg.introspect {
 		return nil
 	}

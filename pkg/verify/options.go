@@ -1,7 +1,9 @@
 package verify
 
 import (
+	"context"
 	"fmt"
+	"github.com/epitwin/epitwin/pkg/claims"
 	"log/slog"
 	"net/http"
 	"time"
@@ -47,6 +49,7 @@ type config struct {
 	introspectID       string
 	introspectSecret   string
 	introspect         bool
+	revocationCheck    RevocationCheck
 	revocationTTL      time.Duration
 	introspectionGrace time.Duration
 	cacheSize          int
@@ -123,6 +126,24 @@ func WithIntrospection(clientID, clientSecret string) Option {
 		cfg.introspectSecret = clientSecret
 		if clientID == "" {
 			cfg.errs = append(cfg.errs, fmt.Errorf("verify: introspection client id is empty"))
+		}
+	}
+}
+
+// RevocationCheck reports whether an offline-valid token is still active.
+// An error means the answer is unknown: the Verifier then fails closed with
+// 503, never open.
+type RevocationCheck func(ctx context.Context, raw string, tok *claims.AccessToken) (active bool, err error)
+
+// WithRevocationCheck replaces RFC 7662 introspection with an in-process
+// check, for a service that can see the authorization server's state
+// directly (the authorization server's own admin API). The check runs on
+// every request, uncached, so a revocation takes effect at once.
+func WithRevocationCheck(fn RevocationCheck) Option {
+	return func(cfg *config) {
+		cfg.revocationCheck = fn
+		if fn == nil {
+			cfg.errs = append(cfg.errs, fmt.Errorf("verify: nil revocation check"))
 		}
 	}
 }

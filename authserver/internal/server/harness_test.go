@@ -44,13 +44,14 @@ type env struct {
 }
 
 type envOptions struct {
-	accessTTL time.Duration
-	now       func() time.Time
+	accessTTL  time.Duration
+	now        func() time.Time
+	bcryptCost int
 }
 
 func newEnv(t testing.TB, opts ...func(*envOptions)) *env {
 	t.Helper()
-	o := envOptions{accessTTL: time.Hour, now: time.Now}
+	o := envOptions{accessTTL: time.Hour, now: time.Now, bcryptCost: 4}
 	for _, f := range opts {
 		f(&o)
 	}
@@ -70,7 +71,7 @@ func newEnv(t testing.TB, opts ...func(*envOptions)) *env {
 	a, err := app.New(ctx, app.Config{
 		Issuer: issuer, DB: db, KEK: kek,
 		AccessTokenTTL: o.accessTTL, RefreshTokenTTL: 24 * time.Hour,
-		SigningAlg: "ES256", BcryptCost: 4, Now: o.now,
+		SigningAlg: "ES256", BcryptCost: o.bcryptCost, Now: o.now,
 		KeyReloadInterval: 50 * time.Millisecond,
 	})
 	if err != nil {

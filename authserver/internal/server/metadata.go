@@ -7,8 +7,8 @@ import (
 	"github.com/epitwin/epitwin/pkg/rbac"
 )
 
-// newMetadataHandler serves RFC 8414 authorization server metadata.
-func newMetadataHandler(issuer string, grants []string) http.Handler {
+// MetadataHandler serves RFC 8414 authorization server metadata.
+func MetadataHandler(issuer string, grants []string) http.Handler {
 	if len(grants) == 0 {
 		grants = []string{"password", "refresh_token", "client_credentials"}
 	}

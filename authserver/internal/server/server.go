@@ -66,7 +66,7 @@ func New(cfg Config) *Server {
 	token := &tokenHandler{p: cfg.Provider, store: cfg.Store, m: s.metrics, log: cfg.Logger}
 	introspect := &introspectHandler{p: cfg.Provider, store: cfg.Store, m: s.metrics, log: cfg.Logger, now: cfg.Now}
 	revoke := &revokeHandler{p: cfg.Provider, store: cfg.Store, m: s.metrics, log: cfg.Logger}
-	meta := newMetadataHandler(cfg.Issuer, cfg.GrantTypes)
+	meta := MetadataHandler(cfg.Issuer, cfg.GrantTypes)
 
 	mux := http.NewServeMux()
 	route := func(pattern string, h http.Handler) { mux.Handle(pattern, s.instrument(pattern, h)) }
