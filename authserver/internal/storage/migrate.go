@@ -63,7 +63,16 @@ func SchemaVersion() int { return migrations[len(migrations)-1].version }
 // callers (several instances starting at once) are serialized.
 func (d *DB) Migrate(ctx context.Context) (int, error) {
 	g := d.Gorm.WithContext(ctx)
-	if err := g.Exec(`CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name VARCHAR(200) NOT NULL, applied_at TIMESTAMP NOT NULL)`).Error; err != nil {
+	// Concurrent CREATE TABLE IF NOT EXISTS races on PostgreSQL (23505 on
+	// pg_type), so it runs under the same advisory lock as the migrations.
+	if err := g.Transaction(func(tx *gorm.DB) error {
+		if d.Dialect == DialectPostgres {
+			if err := tx.Exec(`SELECT pg_advisory_xact_lock(7461936)`).Error; err != nil {
+				return err
+			}
+		}
+		return tx.Exec(`CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name VARCHAR(200) NOT NULL, applied_at TIMESTAMP NOT NULL)`).Error
+	}); err != nil {
 		return 0, fmt.Errorf("create schema_migrations: %w", err)
 	}
 	applied := 0

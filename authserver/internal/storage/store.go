@@ -2,10 +2,12 @@ package storage
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"time"
 
+	"github.com/ory/fosite"
 	"gorm.io/gorm"
 )
 
@@ -66,7 +68,11 @@ func (s *Store) Commit(ctx context.Context) error {
 	if st.nested {
 		return nil
 	}
-	return mapErr(st.tx.Commit().Error)
+	err := st.tx.Commit().Error
+	if isSerializationFailure(err) {
+		return fosite.ErrSerializationFailure
+	}
+	return mapErr(err)
 }
 
 // Rollback rolls back the transaction started by BeginTX.
@@ -79,7 +85,7 @@ func (s *Store) Rollback(ctx context.Context) error {
 		return nil
 	}
 	err := st.tx.Rollback().Error
-	if errors.Is(err, gorm.ErrInvalidTransaction) {
+	if errors.Is(err, gorm.ErrInvalidTransaction) || errors.Is(err, sql.ErrTxDone) {
 		return nil
 	}
 	return err
