@@ -21,7 +21,7 @@ const (
 	defaultCacheSize          = 10000
 	defaultJWKSRefresh        = 5 * time.Minute
 	minJWKSRefresh            = time.Second // httprc cannot tick faster
-	defaultUnknownKIDRefetch  = 10 * time.Second
+	defaultUnknownKIDRefetch  = 2 * time.Second
 	defaultHTTPTimeout        = 10 * time.Second
 )
 
@@ -189,7 +189,7 @@ func WithJWKSRefreshInterval(d time.Duration) Option {
 // WithUnknownKIDRefetchInterval sets the minimum time between two JWKS
 // refetches triggered by a token whose kid is not in the cached JWKS, so that
 // a flood of forged kids cannot hammer the authorization server. The default
-// is 10 seconds.
+// is 2 seconds.
 func WithUnknownKIDRefetchInterval(d time.Duration) Option {
 	return func(cfg *config) { cfg.unknownKIDRefetch = max(d, 0) }
 }

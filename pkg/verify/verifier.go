@@ -293,6 +293,12 @@ func (v *Verifier) verify(ctx context.Context, raw string) (*claims.AccessToken,
 			v.tokens.Remove(key)
 			return nil, invalidToken(reasonExpired, "token expired")
 		}
+		// A key removed from the JWKS (revoked or expired) stops vouching
+		// for tokens remembered under it as well.
+		if ks := v.keys.Load(); ks == nil || len(ks.byKID[ct.tok.KeyID]) == 0 {
+			v.tokens.Remove(key)
+			return nil, invalidToken(reasonUnknownKID, "unknown key")
+		}
 		inc(v.m.hits, cacheToken)
 		if e := v.checkRevocation(ctx, raw, ct.tok); e != nil {
 			return nil, e

@@ -16,10 +16,12 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
 
 	"github.com/epitwin/epitwin/authserver/internal/app"
 	"github.com/epitwin/epitwin/authserver/internal/storage"
+	"github.com/epitwin/epitwin/authserver/internal/throttle"
 )
 
 type serveOptions struct {
@@ -29,6 +31,10 @@ type serveOptions struct {
 	bcryptCost      int
 	logLevel        string
 	cleanupInterval time.Duration
+	clientCacheTTL  time.Duration
+	secretOverlap   time.Duration
+	redisURL        string
+	noThrottle      bool
 	keys            keyOptions
 }
 
@@ -54,6 +60,10 @@ func newServeCmd(g *globals) *cobra.Command {
 	f.DurationVar(&o.keys.jwksMaxAge, "jwks-max-age", 5*time.Minute, "Cache-Control max-age of the JWKS; a scheduled next key is published 2x this long before it signs")
 	f.IntVar(&o.bcryptCost, "bcrypt-cost", 12, "bcrypt cost of new password hashes and of the dummy compare")
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	f.DurationVar(&o.clientCacheTTL, "client-cache-ttl", 2*time.Second, "how long client records are cached; a client change made by another instance is seen within this time (0: no cache)")
+	f.DurationVar(&o.secretOverlap, "secret-rotation-overlap", 24*time.Hour, "how long a rotated client secret keeps working")
+	f.StringVar(&o.redisURL, "redis-url", "", "Redis URL (redis://host:6379/0) to share login throttling between instances; empty: per instance")
+	f.BoolVar(&o.noThrottle, "disable-throttling", false, "turn off login and client-authentication throttling (load tests only)")
 	f.DurationVar(&o.cleanupInterval, "token-cleanup-interval", time.Hour, "how often expired token rows are deleted")
 	return cmd
 }
@@ -107,6 +117,25 @@ func serve(ctx context.Context, g *globals, o serveOptions, logOut interface{ Wr
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	var limiter *throttle.Limiter
+	if !o.noThrottle {
+		tc := throttle.Config{Logger: log}
+		if o.redisURL != "" {
+			opt, err := redis.ParseURL(o.redisURL)
+			if err != nil {
+				return fmt.Errorf("--redis-url: %w", err)
+			}
+			// Short timeouts: a slow Redis must not stall logins; the
+			// limiter falls back to its in-process state.
+			opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout, opt.MaxRetries = 500*time.Millisecond, 300*time.Millisecond, 300*time.Millisecond, 1
+			rc := redis.NewClient(opt)
+			defer rc.Close()
+			tc.Redis = rc
+		}
+		limiter = throttle.New(tc)
+	} else {
+		log.Warn("login and client-authentication throttling is disabled")
+	}
 	a, err := app.New(ctx, app.Config{
 		Issuer:            o.issuer,
 		DB:                db,
@@ -117,12 +146,16 @@ func serve(ctx context.Context, g *globals, o serveOptions, logOut interface{ Wr
 		KeyRotationPeriod: o.keys.rotationPeriod,
 		JWKSMaxAge:        o.keys.jwksMaxAge,
 		BcryptCost:        o.bcryptCost,
+		ClientCacheTTL:    o.clientCacheTTL,
+		SecretOverlap:     o.secretOverlap,
+		Throttle:          limiter,
 		Logger:            log,
 		Registry:          reg,
 	})
 	if err != nil {
 		return err
 	}
+	defer a.Close()
 	bg, cancelBG := context.WithCancel(ctx)
 	defer cancelBG()
 	a.Run(bg, o.cleanupInterval)

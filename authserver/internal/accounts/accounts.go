@@ -78,7 +78,12 @@ type Service struct {
 	Now     func() time.Time
 }
 
+// audit records a successful change; an empty typ records nothing (the
+// admin API records its own, richer events).
 func (s *Service) audit(ctx context.Context, actor, typ, tenant, subject string, details map[string]any) {
+	if typ == "" {
+		return
+	}
 	d := ""
 	if details != nil {
 		b, _ := json.Marshal(details)
@@ -89,6 +94,10 @@ func (s *Service) audit(ctx context.Context, actor, typ, tenant, subject string,
 
 // CreateTenant creates a tenant.
 func (s *Service) CreateTenant(ctx context.Context, actor, id, name string) (*storage.Tenant, error) {
+	return s.createTenant(ctx, actor, id, name, storage.EventTenantCreated)
+}
+
+func (s *Service) createTenant(ctx context.Context, actor, id, name, event string) (*storage.Tenant, error) {
 	if !tenantIDPattern.MatchString(id) {
 		return nil, invalid("tenant id must be 2-64 characters of a-z, 0-9, '_' or '-', starting with a letter or digit")
 	}
@@ -100,7 +109,7 @@ func (s *Service) CreateTenant(ctx context.Context, actor, id, name string) (*st
 	if err := s.Store.CreateTenant(ctx, t); err != nil {
 		return nil, fromStorage(err, "tenant")
 	}
-	s.audit(ctx, actor, storage.EventTenantCreated, id, id, map[string]any{"name": name})
+	s.audit(ctx, actor, event, id, id, map[string]any{"name": name})
 	return t, nil
 }
 
@@ -114,6 +123,10 @@ type CreateUserInput struct {
 
 // CreateUser validates and creates a user with a bcrypt-hashed password.
 func (s *Service) CreateUser(ctx context.Context, actor string, in CreateUserInput) (*storage.User, error) {
+	return s.createUser(ctx, actor, in, storage.EventUserCreated)
+}
+
+func (s *Service) createUser(ctx context.Context, actor string, in CreateUserInput, event string) (*storage.User, error) {
 	if !usernamePattern.MatchString(in.Username) {
 		return nil, invalid("username must be 1-128 characters of letters, digits and . _ @ + -")
 	}
@@ -121,12 +134,9 @@ func (s *Service) CreateUser(ctx context.Context, actor string, in CreateUserInp
 	if err != nil {
 		return nil, invalid("%v", err)
 	}
-	if err := oauth.ValidatePolicy(in.Password); err != nil {
-		return nil, invalid("%v", err)
-	}
-	hash, err := s.Passwords.Hash(in.Password)
+	hash, err := s.hashPassword(in.Password, in.Username)
 	if err != nil {
-		return nil, invalid("%v", err)
+		return nil, err
 	}
 	u := &storage.User{ID: newID(), TenantID: in.TenantID, Username: in.Username, PasswordHash: hash, Role: string(role)}
 	if err := s.Store.CreateUser(ctx, u); err != nil {
@@ -135,7 +145,7 @@ func (s *Service) CreateUser(ctx context.Context, actor string, in CreateUserInp
 		}
 		return nil, fromStorage(err, "user")
 	}
-	s.audit(ctx, actor, storage.EventUserCreated, in.TenantID, in.Username, map[string]any{"role": role, "user_id": u.ID})
+	s.audit(ctx, actor, event, in.TenantID, in.Username, map[string]any{"role": role, "user_id": u.ID})
 	return u, nil
 }
 
@@ -156,6 +166,10 @@ type CreateClientInput struct {
 // CreateClient validates and creates a client and returns it with its
 // secret, which is shown this once and stored only as a keyed hash.
 func (s *Service) CreateClient(ctx context.Context, actor string, in CreateClientInput) (*storage.Client, string, error) {
+	return s.createClient(ctx, actor, in, storage.EventClientCreated)
+}
+
+func (s *Service) createClient(ctx context.Context, actor string, in CreateClientInput, event string) (*storage.Client, string, error) {
 	if s.Secrets == nil {
 		return nil, "", errors.New("accounts: no secret hasher configured")
 	}
@@ -221,7 +235,7 @@ func (s *Service) CreateClient(ctx context.Context, actor string, in CreateClien
 		}
 		return nil, "", fromStorage(err, "client")
 	}
-	s.audit(ctx, actor, storage.EventClientCreated, in.TenantID, in.ID, map[string]any{
+	s.audit(ctx, actor, event, in.TenantID, in.ID, map[string]any{
 		"grants": grants, "scopes": scopes, "audiences": auds, "role": role, "introspect": in.Introspect})
 	return c, secret, nil
 }

@@ -13,10 +13,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/epitwin/epitwin/authserver/internal/accounts"
+	"github.com/epitwin/epitwin/authserver/internal/admin"
 	"github.com/epitwin/epitwin/authserver/internal/keys"
 	"github.com/epitwin/epitwin/authserver/internal/oauth"
 	"github.com/epitwin/epitwin/authserver/internal/server"
 	"github.com/epitwin/epitwin/authserver/internal/storage"
+	"github.com/epitwin/epitwin/authserver/internal/throttle"
+	"github.com/epitwin/epitwin/pkg/verify"
 )
 
 // Config is everything the server needs.
@@ -33,10 +36,17 @@ type Config struct {
 	// KeyReloadInterval is how often the key ring is re-read (default 5s).
 	KeyReloadInterval time.Duration
 	BcryptCost        int
-	Throttle          oauth.LoginThrottle
-	Logger            *slog.Logger
-	Registry          *prometheus.Registry
-	Now               func() time.Time
+	// SecretOverlap is how long a rotated client secret keeps working.
+	SecretOverlap time.Duration
+	// ClientCacheTTL bounds how long a client change made by another
+	// instance takes to be seen (0: no caching).
+	ClientCacheTTL time.Duration
+	// Throttle limits password guessing and client-secret guessing; nil
+	// disables throttling.
+	Throttle *throttle.Limiter
+	Logger   *slog.Logger
+	Registry *prometheus.Registry
+	Now      func() time.Time
 }
 
 // App is a wired authserver.
@@ -47,7 +57,11 @@ type App struct {
 	Provider *oauth.Provider
 	Accounts *accounts.Service
 	cfg      Config
+	verifier *verify.Verifier
 }
+
+// Close stops the admin API verifier's background work.
+func (a *App) Close() { a.verifier.Close() }
 
 // New wires the server over an open, migrated database and makes sure a
 // signing key is active.
@@ -65,6 +79,7 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 		cfg.Registry = prometheus.NewRegistry()
 	}
 	store := storage.New(cfg.DB, cfg.Now)
+	store.SetClientCacheTTL(cfg.ClientCacheTTL)
 	km, err := keys.NewManager(cfg.DB.Gorm, keys.Config{
 		KEK:            cfg.KEK,
 		Alg:            cfg.SigningAlg,
@@ -94,15 +109,29 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 		RefreshTokenTTL: cfg.RefreshTokenTTL,
 		Store:           store,
 		Signer:          km.Signer(),
+		Keys:            km,
 		MasterKey:       cfg.KEK,
 		Passwords:       passwords,
-		Throttle:        cfg.Throttle,
+		Throttle:        loginThrottle(cfg.Throttle),
 		Now:             cfg.Now,
 	})
 	if err != nil {
 		return nil, err
 	}
 	acc := &accounts.Service{Store: store, Passwords: passwords, Secrets: provider.SecretHasher, Now: cfg.Now}
+	verifier, err := newAdminVerifier(ctx, cfg.Issuer, km, provider, cfg.Now, cfg.Logger)
+	if err != nil {
+		return nil, err
+	}
+	adminAPI := admin.New(admin.Config{
+		Accounts:      acc,
+		Store:         store,
+		Keys:          km,
+		Authenticate:  verifier.Middleware,
+		SecretOverlap: cfg.SecretOverlap,
+		Now:           cfg.Now,
+		Logger:        cfg.Logger,
+	})
 	srv := server.New(server.Config{
 		Issuer:   cfg.Issuer,
 		Provider: provider,
@@ -111,8 +140,19 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 		Logger:   cfg.Logger,
 		Registry: cfg.Registry,
 		Now:      cfg.Now,
+		Admin:    adminAPI,
+		Throttle: cfg.Throttle,
 	})
-	return &App{Handler: srv, Store: store, Keys: km, Provider: provider, Accounts: acc, cfg: cfg}, nil
+	return &App{Handler: srv, Store: store, Keys: km, Provider: provider, Accounts: acc, cfg: cfg, verifier: verifier}, nil
+}
+
+// loginThrottle keeps a nil *throttle.Limiter from becoming a non-nil
+// interface value.
+func loginThrottle(l *throttle.Limiter) oauth.LoginThrottle {
+	if l == nil {
+		return nil
+	}
+	return l
 }
 
 // Run runs the background work — key-ring reload and scheduled rotation,

@@ -21,6 +21,7 @@ type Config struct {
 	RefreshTokenTTL time.Duration
 	Store           *storage.Store
 	Signer          jwt.Signer
+	Keys            KeyRing
 	// MasterKey is the key-encryption key; the refresh-token HMAC key and
 	// the client-secret hash key are derived from it.
 	MasterKey []byte
@@ -49,8 +50,8 @@ func NewProvider(cfg Config) (*Provider, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	if cfg.Store == nil || cfg.Signer == nil || cfg.Passwords == nil {
-		return nil, errors.New("oauth: store, signer and passwords are required")
+	if cfg.Store == nil || cfg.Signer == nil || cfg.Keys == nil || cfg.Passwords == nil {
+		return nil, errors.New("oauth: store, signer, keys and passwords are required")
 	}
 	hmacKey, err := DeriveKey(cfg.MasterKey, "refresh-token-hmac")
 	if err != nil {
@@ -83,6 +84,7 @@ func NewProvider(cfg Config) (*Provider, error) {
 	strategy := &Strategy{
 		HMACSHAStrategy: oauth2.NewHMACSHAStrategy(&hmac.HMACStrategy{Config: fc}, fc),
 		Signer:          cfg.Signer,
+		Keys:            cfg.Keys,
 		Issuer:          cfg.Issuer,
 		Now:             cfg.Now,
 	}

@@ -20,11 +20,12 @@ type revokeHandler struct {
 	store *storage.Store
 	m     *metrics
 	log   *slog.Logger
+	guard clientGuard
 }
 
 func (h *revokeHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	client, ok := authenticateClient(w, r, h.p, h.store, h.m, "revoke")
+	client, ok := authenticateClient(w, r, h.p, h.store, h.m, h.guard, "revoke")
 	if !ok {
 		return
 	}

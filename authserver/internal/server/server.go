@@ -17,6 +17,7 @@ import (
 
 	"github.com/epitwin/epitwin/authserver/internal/oauth"
 	"github.com/epitwin/epitwin/authserver/internal/storage"
+	"github.com/epitwin/epitwin/authserver/internal/throttle"
 )
 
 // MaxFormBytes caps the body of every OAuth endpoint.
@@ -41,6 +42,8 @@ type Config struct {
 	GrantTypes []string
 	// Admin, when set, serves the /admin/ API.
 	Admin http.Handler
+	// Throttle, when set, throttles client-authentication failures.
+	Throttle *throttle.Limiter
 }
 
 // Server is authserver's HTTP handler.
@@ -63,9 +66,10 @@ func New(cfg Config) *Server {
 	}
 	s := &Server{cfg: cfg, metrics: newMetrics(cfg.Registry)}
 
-	token := &tokenHandler{p: cfg.Provider, store: cfg.Store, m: s.metrics, log: cfg.Logger}
-	introspect := &introspectHandler{p: cfg.Provider, store: cfg.Store, m: s.metrics, log: cfg.Logger, now: cfg.Now}
-	revoke := &revokeHandler{p: cfg.Provider, store: cfg.Store, m: s.metrics, log: cfg.Logger}
+	guard := clientGuard{l: cfg.Throttle}
+	token := &tokenHandler{p: cfg.Provider, store: cfg.Store, m: s.metrics, log: cfg.Logger, guard: guard}
+	introspect := &introspectHandler{p: cfg.Provider, store: cfg.Store, m: s.metrics, log: cfg.Logger, now: cfg.Now, guard: guard}
+	revoke := &revokeHandler{p: cfg.Provider, store: cfg.Store, m: s.metrics, log: cfg.Logger, guard: guard}
 	meta := MetadataHandler(cfg.Issuer, cfg.GrantTypes)
 
 	mux := http.NewServeMux()

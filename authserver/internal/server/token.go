@@ -22,6 +22,7 @@ type tokenHandler struct {
 	store *storage.Store
 	m     *metrics
 	log   *slog.Logger
+	guard clientGuard
 }
 
 func (h *tokenHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -46,6 +47,10 @@ func (h *tokenHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, grant, http.StatusUnauthorized, "invalid_client", "client authentication is required (client_secret_basic or client_secret_post)", 0)
 		return
 	}
+	if wait := h.guard.wait(r); wait > 0 {
+		throttled(w, r, h.store, h.m, "token", wait)
+		return
+	}
 	ar, err := h.p.NewAccessRequest(ctx, r, &storage.Session{})
 	if err != nil {
 		h.accessError(w, r, grant, err)
@@ -56,6 +61,7 @@ func (h *tokenHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.accessError(w, r, grant, err)
 		return
 	}
+	h.guard.succeeded(r)
 	h.m.issued.WithLabelValues(grant).Inc()
 	h.p.WriteAccessResponse(ctx, w, ar, resp)
 }
@@ -72,6 +78,7 @@ func (h *tokenHandler) accessError(w http.ResponseWriter, r *http.Request, grant
 	rfc := fosite.ErrorToRFC6749Error(err)
 	switch rfc.ErrorField {
 	case fosite.ErrInvalidClient.ErrorField:
+		h.guard.failed(r)
 		id, _, _ := r.BasicAuth()
 		if id == "" {
 			id = r.PostForm.Get("client_id")

@@ -98,7 +98,7 @@ func (s *Store) hydrate(ctx context.Context, row *TokenRow) (fosite.Requester, e
 	if err := json.Unmarshal([]byte(row.Data), &sr); err != nil {
 		return nil, fmt.Errorf("decode token session: %w", err)
 	}
-	client, err := s.LookupClient(ctx, sr.ClientID)
+	client, err := s.cachedClient(ctx, sr.ClientID)
 	if errors.Is(err, ErrNotFound) {
 		return nil, fosite.ErrNotFound
 	} else if err != nil {
@@ -148,7 +148,7 @@ func (s *Store) GetClient(ctx context.Context, id string) (fosite.Client, error)
 	if id == "" {
 		return nil, fosite.ErrNotFound
 	}
-	c, err := s.LookupClient(ctx, id)
+	c, err := s.cachedClient(ctx, id)
 	if errors.Is(err, ErrNotFound) {
 		return nil, fosite.ErrNotFound
 	}
@@ -175,6 +175,33 @@ func (s *Store) CreateAccessTokenSession(ctx context.Context, signature string, 
 		return err
 	}
 	sess, _ := sessionOf(req)
+	details, _ := json.Marshal(map[string]any{
+		"grant_type": req.GetRequestForm().Get("grant_type"),
+		"scope":      req.GetGrantedScopes(),
+		"audience":   req.GetGrantedAudience(),
+		"jti":        sess.AccessTokenID,
+		"request_id": req.GetID(),
+	})
+	ev := &AuditEvent{
+		Type: EventTokenIssued, TenantID: row.TenantID, Actor: row.Subject,
+		Subject: sess.Username, ClientID: row.ClientID, Details: string(details),
+	}
+	if s.db.Dialect == DialectPostgres {
+		// One statement, one round trip: the token row and its audit event
+		// commit together or not at all.
+		s.fillAudit(ctx, ev)
+		err := s.conn(ctx).Exec(`WITH t AS (
+INSERT INTO access_tokens (signature_hash, request_id, client_id, tenant_id, subject, user_id, active, requested_at, expires_at, data)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?))
+INSERT INTO audit_events (time, type, tenant_id, actor, subject, client_id, ip, outcome, request_id, details)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			row.SignatureHash, row.RequestID, row.ClientID, row.TenantID, row.Subject, row.UserID, row.Active, row.RequestedAt, row.ExpiresAt, row.Data,
+			ev.Time, ev.Type, ev.TenantID, ev.Actor, ev.Subject, ev.ClientID, ev.IP, ev.Outcome, ev.RequestID, ev.Details).Error
+		if isUniqueViolation(err) || isSerializationFailure(err) {
+			return fosite.ErrSerializationFailure
+		}
+		return err
+	}
 	return s.InTx(ctx, func(ctx context.Context) error {
 		if err := s.conn(ctx).Create(&AccessTokenRow{TokenRow: row}).Error; err != nil {
 			if isUniqueViolation(err) || isSerializationFailure(err) {
@@ -182,17 +209,7 @@ func (s *Store) CreateAccessTokenSession(ctx context.Context, signature string, 
 			}
 			return err
 		}
-		details, _ := json.Marshal(map[string]any{
-			"grant_type": req.GetRequestForm().Get("grant_type"),
-			"scope":      req.GetGrantedScopes(),
-			"audience":   req.GetGrantedAudience(),
-			"jti":        sess.AccessTokenID,
-			"request_id": req.GetID(),
-		})
-		return s.AppendAudit(ctx, &AuditEvent{
-			Type: EventTokenIssued, TenantID: row.TenantID, Actor: row.Subject,
-			Subject: sess.Username, ClientID: row.ClientID, Details: string(details),
-		})
+		return s.AppendAudit(ctx, ev)
 	})
 }
 
@@ -304,6 +321,25 @@ func (s *Store) RevokeRefreshToken(ctx context.Context, requestID string) error 
 func (s *Store) RotateRefreshToken(ctx context.Context, requestID, signature string) error {
 	hash := HashSignature(signature)
 	now := s.now()
+	if s.db.Dialect == DialectPostgres {
+		// One round trip: retire the refresh token and its access token.
+		var n int64
+		err := s.conn(ctx).Raw(`WITH r AS (
+UPDATE refresh_tokens SET active = false, used_at = ? WHERE signature_hash = ? AND request_id = ? AND active = true
+RETURNING access_signature_hash),
+a AS (UPDATE access_tokens SET active = false WHERE signature_hash IN (SELECT access_signature_hash FROM r))
+SELECT count(*) FROM r`, now, hash, requestID).Scan(&n).Error
+		if err != nil {
+			if isSerializationFailure(err) {
+				return fosite.ErrSerializationFailure
+			}
+			return err
+		}
+		if n == 0 {
+			return fosite.ErrNotFound
+		}
+		return nil
+	}
 	res := s.conn(ctx).Model(&RefreshTokenRow{}).
 		Where("signature_hash = ? AND request_id = ? AND active = ?", hash, requestID, true).
 		Updates(map[string]any{"active": false, "used_at": now})

@@ -15,8 +15,9 @@ import (
 // concurrent use. Methods run inside the transaction carried by ctx, if any
 // (see BeginTX), so fosite's multi-step flows are atomic.
 type Store struct {
-	db  *DB
-	now func() time.Time
+	db      *DB
+	now     func() time.Time
+	clients *clientCache
 }
 
 // New returns a Store over an open, migrated database. now may be nil.
@@ -24,7 +25,7 @@ func New(db *DB, now func() time.Time) *Store {
 	if now == nil {
 		now = time.Now
 	}
-	return &Store{db: db, now: func() time.Time { return now().UTC() }}
+	return &Store{db: db, now: func() time.Time { return now().UTC() }, clients: &clientCache{m: map[string]clientEntry{}}}
 }
 
 // DB returns the underlying database.
@@ -280,6 +281,12 @@ const (
 // AppendAudit appends one event to the audit log. Time, IP and request id
 // are filled in from the clock and ctx when empty.
 func (s *Store) AppendAudit(ctx context.Context, e *AuditEvent) error {
+	s.fillAudit(ctx, e)
+	return mapErr(s.conn(ctx).Create(e).Error)
+}
+
+// fillAudit completes an event's time, caller and outcome.
+func (s *Store) fillAudit(ctx context.Context, e *AuditEvent) {
 	if e.Time.IsZero() {
 		e.Time = s.now()
 	}
@@ -294,7 +301,6 @@ func (s *Store) AppendAudit(ctx context.Context, e *AuditEvent) error {
 	if e.Outcome == "" {
 		e.Outcome = OutcomeSuccess
 	}
-	return mapErr(s.conn(ctx).Create(e).Error)
 }
 
 // AuditFilter selects audit events; zero fields do not filter.

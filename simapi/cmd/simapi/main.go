@@ -58,6 +58,8 @@ type serveConfig struct {
 	introspectionSec   string
 	revocationCacheTTL time.Duration
 	introspectionGrace time.Duration
+	noRevocationCheck  bool
+	jwksRefresh        time.Duration
 	database           string
 	databaseRole       string
 	logLevel           string
@@ -92,6 +94,11 @@ func newRootCmd(getenv func(string) string) *cobra.Command {
 			if sc.introspectionID != "" && sc.introspectionSec == "" {
 				return fmt.Errorf("--introspection-client-id is set but %s is empty: the introspection client secret is read only from that environment variable", secretEnv)
 			}
+			if sc.introspectionID == "" && !sc.noRevocationCheck {
+				// Fail closed: without introspection a revoked token, or
+				// one of a disabled user, is accepted until it expires.
+				return fmt.Errorf("--introspection-client-id is required (revoked tokens would otherwise be accepted until they expire); pass --no-revocation-check to run without it")
+			}
 			return serveAPI(cmd.Context(), sc, os.Stderr)
 		},
 	}
@@ -101,6 +108,8 @@ func newRootCmd(getenv func(string) string) *cobra.Command {
 	fs.StringVar(&sc.audience, "audience", "simapi", "required token audience (env SIM_AUDIENCE)")
 	fs.StringVar(&sc.introspectionID, "introspection-client-id", "", "client ID for RFC 7662 introspection (revocation checks); the secret comes from "+secretEnv+" (env SIM_INTROSPECTION_CLIENT_ID)")
 	fs.DurationVar(&sc.revocationCacheTTL, "revocation-cache-ttl", 5*time.Second, "how long an introspection answer is cached (env SIM_REVOCATION_CACHE_TTL)")
+	fs.BoolVar(&sc.noRevocationCheck, "no-revocation-check", false, "run without introspection: revoked tokens stay valid until they expire (env SIM_NO_REVOCATION_CHECK)")
+	fs.DurationVar(&sc.jwksRefresh, "jwks-refresh-interval", time.Minute, "how often the authorization server's JWKS is refetched; bounds how long a revoked key still verifies (env SIM_JWKS_REFRESH_INTERVAL)")
 	fs.DurationVar(&sc.introspectionGrace, "introspection-grace", 60*time.Second, "how long a cached active answer is trusted while introspection is unreachable (env SIM_INTROSPECTION_GRACE)")
 	fs.DurationVar(&sc.shutdownTimeout, "shutdown-timeout", 20*time.Second, "grace period for in-flight requests on SIGTERM/SIGINT (env SIM_SHUTDOWN_TIMEOUT)")
 	addDB(fs)
@@ -215,6 +224,7 @@ func serveAPI(ctx context.Context, sc serveConfig, logOut *os.File) error {
 		verify.WithRevocationCacheTTL(sc.revocationCacheTTL),
 		verify.WithIntrospectionGrace(sc.introspectionGrace),
 		verify.WithHTTPClient(&http.Client{Timeout: 10 * time.Second}),
+		verify.WithJWKSRefreshInterval(sc.jwksRefresh),
 	}
 	if sc.introspectionID != "" {
 		vopts = append(vopts, verify.WithIntrospection(sc.introspectionID, sc.introspectionSec))
