@@ -195,6 +195,7 @@ func newUserCmd(g *globals) *cobra.Command {
 	list.Flags().StringVar(&listTenant, "tenant", "", "tenant id")
 	_ = list.MarkFlagRequired("tenant")
 	cmd.AddCommand(create, list)
+	addUserAdminCmds(g, cmd)
 	return cmd
 }
 
@@ -277,5 +278,6 @@ func newClientCmd(g *globals) *cobra.Command {
 	list.Flags().StringVar(&listTenant, "tenant", "", "tenant id")
 	_ = list.MarkFlagRequired("tenant")
 	cmd.AddCommand(create, list)
+	addClientAdminCmds(g, cmd)
 	return cmd
 }

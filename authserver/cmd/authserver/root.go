@@ -51,6 +51,9 @@ func newRootCmd(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 		newUserCmd(g),
 		newClientCmd(g),
 		newKeysCmd(g),
+		newSessionCmd(g),
+		newAuditCmd(g),
+		newBootstrapCmd(g),
 	)
 	return root
 }
@@ -63,15 +66,24 @@ func envName(flag string) string {
 	return envPrefix + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
 }
 
-// applyEnv sets every flag not given on the command line from its
-// environment variable, so flags always win over the environment.
+// applyEnv sets flags not given on the command line from their environment
+// variables, so flags always win over the environment. Only configuration
+// flags are bound (--database, and those of serve and keys): the arguments
+// of one-off operator commands (--tenant, --role, --id, ...) never come from
+// a stray variable in the operator's shell. Empty variables are ignored.
 func applyEnv(cmd *cobra.Command) error {
 	var firstErr error
+	bindAll := false
+	for c := cmd; c != nil; c = c.Parent() {
+		if c.Name() == "serve" || c.Name() == "keys" {
+			bindAll = true
+		}
+	}
 	set := func(f *pflag.Flag) {
-		if f.Changed || firstErr != nil {
+		if f.Changed || firstErr != nil || (!bindAll && f.Name != "database") {
 			return
 		}
-		if v, ok := os.LookupEnv(envName(f.Name)); ok {
+		if v, ok := os.LookupEnv(envName(f.Name)); ok && v != "" {
 			if err := f.Value.Set(v); err != nil {
 				firstErr = fmt.Errorf("%s: %w", envName(f.Name), err)
 			}
