@@ -17,6 +17,7 @@
 #   SCENARIOS    comma-separated loadgen scenarios (default: all)
 #   LOADGEN_ARGS extra loadgen flags, e.g. "--json"
 #   BENCH_PORT   server port (default 18090)
+#   KEEP_DB      when set, keep the database afterwards (for EXPLAIN)
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -72,7 +73,9 @@ cleanup() {
 		kill -KILL "$SERVER_PID" 2>/dev/null
 		wait "$SERVER_PID" 2>/dev/null
 	fi
-	if $DB_CREATED; then
+	if $DB_CREATED && [[ -n "${KEEP_DB:-}" ]]; then
+		echo "bench-load: KEEP_DB set: database ${DB_NAME} kept for inspection" >&2
+	elif $DB_CREATED; then
 		db_admin drop || echo "bench-load: could not drop database ${DB_NAME}; drop it by hand" >&2
 	fi
 	if [[ $rc -ne 0 && -s "$LOG" ]]; then

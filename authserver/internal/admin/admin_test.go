@@ -587,7 +587,7 @@ func TestAuditTrail(t *testing.T) {
 	for _, ev := range got {
 		if strings.HasPrefix(ev["type"].(string), "admin.") {
 			seq = append(seq, fmt.Sprintf("%s %s %s", ev["type"], ev["subject"], ev["outcome"]))
-			if ev["actor"] != bossSub || ev["ip"] != "192.0.2.1" || ev["request_id"] != "req-test" {
+			if ev["actor"] != bossSub || ev["ip"] != "127.0.0.1" || ev["request_id"] != requestID {
 				t.Errorf("event %v: wrong actor, ip or request id", ev)
 			}
 			if !strings.Contains(ev["details"].(string), `"actor_username":"boss"`) {

@@ -6,7 +6,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -17,10 +16,8 @@ import (
 	"time"
 
 	"github.com/epitwin/epitwin/authserver/internal/accounts"
-	"github.com/epitwin/epitwin/authserver/internal/admin"
 	"github.com/epitwin/epitwin/authserver/internal/app"
 	"github.com/epitwin/epitwin/authserver/internal/storage"
-	"github.com/epitwin/epitwin/pkg/verify"
 )
 
 // Fixed credentials of the seeded world.
@@ -43,24 +40,28 @@ type clock struct{ offset atomic.Int64 }
 func (c *clock) Now() time.Time          { return time.Now().Add(time.Duration(c.offset.Load())) }
 func (c *clock) Advance(d time.Duration) { c.offset.Add(int64(d)) }
 
-// env is a real authserver (app.New on SQLite) issuing tokens, and the
-// admin API authenticating them with pkg/verify (signature, audience
-// "authserver", revocation through introspection) — what app.New is to
-// wire. The seeded world: tenants dept_a, dept_b and platform; boss
-// (admin) and alice (analyst) in A, bob (admin) in B, op (admin) in
-// platform; clients dash (A), dash-b (B), ops (platform) for the password
-// and refresh grants with audiences simapi and authserver; resource
-// servers simapi-rs (simapi) and admin-rs (authserver).
+// env is a real authserver (app.New on SQLite, served on a loopback port)
+// issuing tokens and serving the admin API at /admin/ exactly as
+// production wires it: the mounted pkg/verify Verifier (audience
+// "authserver") reads the server's own metadata and JWKS in process and
+// checks revocation through oauth.Provider.Introspect on every request.
+// The seeded world: tenants dept_a, dept_b and platform; boss (admin) and
+// alice (analyst) in A, bob (admin) in B, op (admin) in platform; clients
+// dash (A), dash-b (B), ops (platform) for the password and refresh grants
+// with audiences simapi and authserver; resource servers simapi-rs
+// (simapi) and admin-rs (authserver).
 type env struct {
 	t     *testing.T
 	app   *app.App
-	srv   *httptest.Server // the OAuth server
-	admin *httptest.Server // the admin API
+	srv   *httptest.Server // the OAuth server, which also serves /admin/
 	clock *clock
 
 	mu     sync.Mutex
 	bodies []string // every admin response body, checked for secrets
 }
+
+// requestID is sent with every admin request; the audit log records it.
+const requestID = "req-test"
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
@@ -87,36 +88,17 @@ func newEnv(t *testing.T) *env {
 		KeyReloadInterval: 50 * time.Millisecond,
 		// Client changes must reach the cache at once.
 		ClientCacheTTL: time.Hour,
+		SecretOverlap:  overlap,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(a.Close)
 	e.app = a
 	e.srv.Config.Handler = a.Handler
 	e.srv.Start()
 	t.Cleanup(e.srv.Close)
 	e.seed()
-
-	v, err := verify.New(ctx, issuer, "authserver",
-		verify.WithIntrospection("admin-rs", rsSecret),
-		verify.WithRevocationCacheTTL(time.Nanosecond),
-		verify.WithUnknownKIDRefetchInterval(0),
-		verify.WithNow(e.clock.Now),
-		verify.WithLogger(slog.New(slog.DiscardHandler)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(v.Close)
-	h := admin.New(admin.Config{
-		Accounts: a.Accounts, Store: a.Store, Keys: a.Keys,
-		Authenticate: v.Middleware, SecretOverlap: overlap, Now: e.clock.Now,
-	})
-	// What the server's middleware does for every route.
-	e.admin = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ctx := storage.WithRequestInfo(r.Context(), storage.RequestInfo{IP: "192.0.2.1", RequestID: "req-test"})
-		h.ServeHTTP(w, r.WithContext(ctx))
-	}))
-	t.Cleanup(e.admin.Close)
 	t.Cleanup(e.checkBodies)
 	return e
 }
@@ -232,7 +214,8 @@ func (e *env) call(tok, method, path string, body any) (int, map[string]any) {
 		}
 		r = bytes.NewReader(j)
 	}
-	req, _ := http.NewRequest(method, e.admin.URL+path, r)
+	req, _ := http.NewRequest(method, e.srv.URL+path, r)
+	req.Header.Set("X-Request-Id", requestID)
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}

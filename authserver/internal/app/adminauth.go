@@ -42,9 +42,10 @@ func newAdminVerifier(ctx context.Context, issuer string, km *keys.Manager, p *o
 		verify.WithHTTPClient(&http.Client{Transport: handlerTransport{mux}, Timeout: 5 * time.Second}),
 		verify.WithLogger(log),
 		verify.WithNow(now),
-		// In process, refetching is cheap: follow rotations within a second.
+		// In process, refetching is cheap: refetch on every unknown kid, so a
+		// token of a just-rotated key is never refused (a 1s floor did).
 		verify.WithJWKSRefreshInterval(5*time.Second),
-		verify.WithUnknownKIDRefetchInterval(time.Second),
+		verify.WithUnknownKIDRefetchInterval(0),
 		verify.WithRevocationCheck(func(ctx context.Context, raw string, _ *claims.AccessToken) (bool, error) {
 			_, _, err := p.Introspect(ctx, raw, fosite.AccessToken, now())
 			switch {

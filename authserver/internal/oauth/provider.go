@@ -89,7 +89,6 @@ func NewProvider(cfg Config) (*Provider, error) {
 		Now:             cfg.Now,
 	}
 	provider := compose.Compose(fc, cfg.Store, strategy,
-		compose.OAuth2RefreshTokenGrantFactory,
 		compose.OAuth2ClientCredentialsGrantFactory,
 		compose.OAuth2TokenIntrospectionFactory,
 		compose.OAuth2TokenRevocationFactory,
@@ -97,6 +96,14 @@ func NewProvider(cfg Config) (*Provider, error) {
 	audit := func(ctx context.Context, e *storage.AuditEvent) {
 		_ = cfg.Store.AppendAudit(ctx, e)
 	}
+	// fosite's refresh handler, on the storage that writes a whole refresh
+	// in one statement on PostgreSQL (see storage.RefreshGrantStore).
+	fc.TokenEndpointHandlers.Append(&oauth2.RefreshTokenGrantHandler{
+		AccessTokenStrategy:    strategy,
+		RefreshTokenStrategy:   strategy,
+		TokenRevocationStorage: cfg.Store.ForRefreshGrant(),
+		Config:                 fc,
+	})
 	fc.TokenEndpointHandlers.Append(&PasswordGrantHandler{
 		HandleHelper: &oauth2.HandleHelper{
 			AccessTokenStrategy: strategy,

@@ -43,8 +43,13 @@ func postForm(b *testing.B, c *http.Client, u, user, pass string, form url.Value
 	return body
 }
 
+// onBenchDB runs a benchmark's env on PostgreSQL when
+// AUTH_BENCH_POSTGRES_URL is set (the production database), otherwise on
+// the embedded SQLite file.
+func onBenchDB(o *envOptions) { o.postgres = os.Getenv("AUTH_BENCH_POSTGRES_URL") }
+
 func BenchmarkClientCredentialsGrant(b *testing.B) {
-	e := newEnv(b)
+	e := newEnv(b, onBenchDB)
 	c := e.srv.Client()
 	form := url.Values{"grant_type": {"client_credentials"}}
 	b.ReportAllocs()
@@ -55,7 +60,7 @@ func BenchmarkClientCredentialsGrant(b *testing.B) {
 }
 
 func BenchmarkRefreshGrant(b *testing.B) {
-	e := newEnv(b)
+	e := newEnv(b, onBenchDB)
 	c := e.srv.Client()
 	rt := e.login("alice").RefreshToken
 	b.ReportAllocs()
@@ -67,7 +72,7 @@ func BenchmarkRefreshGrant(b *testing.B) {
 }
 
 func BenchmarkIntrospection(b *testing.B) {
-	e := newEnv(b)
+	e := newEnv(b, onBenchDB)
 	c := e.srv.Client()
 	tok, err := e.ccConfig().Token(context.Background())
 	if err != nil {

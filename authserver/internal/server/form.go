@@ -28,7 +28,8 @@ func writeOAuthError(w http.ResponseWriter, status int, code, desc string, retry
 		h.Set("WWW-Authenticate", `Basic realm="authserver", charset="UTF-8"`)
 	}
 	if retryAfter > 0 {
-		secs := int(retryAfter.Round(time.Second) / time.Second)
+		// Round up: a client waiting exactly Retry-After must get through.
+		secs := int((retryAfter + time.Second - 1) / time.Second)
 		if secs < 1 {
 			secs = 1
 		}

@@ -2,7 +2,9 @@ package server_test
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -18,6 +20,7 @@ import (
 	"github.com/epitwin/epitwin/authserver/internal/accounts"
 	"github.com/epitwin/epitwin/authserver/internal/app"
 	"github.com/epitwin/epitwin/authserver/internal/storage"
+	"github.com/epitwin/epitwin/authserver/internal/throttle"
 )
 
 // Fixed credentials of the seeded world.
@@ -47,6 +50,35 @@ type envOptions struct {
 	accessTTL  time.Duration
 	now        func() time.Time
 	bcryptCost int
+	// postgres, when set, is a PostgreSQL URL: the env gets a fresh schema.
+	postgres string
+	// throttle, when set, throttles logins and client authentication.
+	throttle *throttle.Limiter
+}
+
+// pgSchema creates a throw-away schema and returns a URL that uses it.
+func pgSchema(t testing.TB, base string) string {
+	t.Helper()
+	ctx := context.Background()
+	admin, err := storage.Open(ctx, base, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	schema := "authbench_" + hex.EncodeToString(b[:])
+	if err := admin.Gorm.Exec("CREATE SCHEMA " + schema).Error; err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		admin.Gorm.Exec("DROP SCHEMA " + schema + " CASCADE")
+		admin.Close()
+	})
+	sep := "?"
+	if strings.Contains(base, "?") {
+		sep = "&"
+	}
+	return base + sep + "search_path=" + schema
 }
 
 func newEnv(t testing.TB, opts ...func(*envOptions)) *env {
@@ -56,7 +88,11 @@ func newEnv(t testing.TB, opts ...func(*envOptions)) *env {
 		f(&o)
 	}
 	ctx := context.Background()
-	db, err := storage.Open(ctx, "sqlite:"+t.TempDir()+"/authserver.db", nil)
+	dbURL := "sqlite:" + t.TempDir() + "/authserver.db"
+	if o.postgres != "" {
+		dbURL = pgSchema(t, o.postgres)
+	}
+	db, err := storage.Open(ctx, dbURL, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,6 +109,7 @@ func newEnv(t testing.TB, opts ...func(*envOptions)) *env {
 		AccessTokenTTL: o.accessTTL, RefreshTokenTTL: 24 * time.Hour,
 		SigningAlg: "ES256", BcryptCost: o.bcryptCost, Now: o.now,
 		KeyReloadInterval: 50 * time.Millisecond,
+		Throttle:          o.throttle,
 	})
 	if err != nil {
 		t.Fatal(err)

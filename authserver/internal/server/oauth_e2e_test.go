@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -129,7 +130,11 @@ func TestClientCredentials(t *testing.T) {
 }
 
 func TestAutomaticRefreshRotatesAndReuseRevokesFamily(t *testing.T) {
-	e := newEnv(t)
+	testAutomaticRefreshRotatesAndReuseRevokesFamily(t)
+}
+
+func testAutomaticRefreshRotatesAndReuseRevokesFamily(t *testing.T, opts ...func(*envOptions)) {
+	e := newEnv(t, opts...)
 	first := e.login("alice")
 	// Let x/oauth2's TokenSource refresh on its own by handing it an
 	// expired access token.
@@ -176,8 +181,10 @@ func TestAutomaticRefreshRotatesAndReuseRevokesFamily(t *testing.T) {
 	}
 }
 
-func TestConcurrentRefreshOnlyOneWins(t *testing.T) {
-	e := newEnv(t)
+func TestConcurrentRefreshOnlyOneWins(t *testing.T) { testConcurrentRefreshOnlyOneWins(t) }
+
+func testConcurrentRefreshOnlyOneWins(t *testing.T, opts ...func(*envOptions)) {
+	e := newEnv(t, opts...)
 	tok := e.login("alice")
 	const n = 8
 	var wg sync.WaitGroup
@@ -203,8 +210,10 @@ func TestConcurrentRefreshOnlyOneWins(t *testing.T) {
 	}
 }
 
-func TestRefreshScopeNarrowing(t *testing.T) {
-	e := newEnv(t)
+func TestRefreshScopeNarrowing(t *testing.T) { testRefreshScopeNarrowing(t) }
+
+func testRefreshScopeNarrowing(t *testing.T, opts ...func(*envOptions)) {
+	e := newEnv(t, opts...)
 	tok := e.login("mallory") // admin: every scope
 	cases := []struct {
 		name, scope string
@@ -242,7 +251,11 @@ func TestRefreshScopeNarrowing(t *testing.T) {
 }
 
 func TestDisabledUserCannotRefreshAndTokensGoInactive(t *testing.T) {
-	e := newEnv(t)
+	testDisabledUserCannotRefreshAndTokensGoInactive(t)
+}
+
+func testDisabledUserCannotRefreshAndTokensGoInactive(t *testing.T, opts ...func(*envOptions)) {
+	e := newEnv(t, opts...)
 	tok := e.login("alice")
 	ctx := context.Background()
 	u, err := e.app.Store.GetUserByUsername(ctx, tenantA, "alice")
@@ -263,4 +276,18 @@ func TestDisabledUserCannotRefreshAndTokensGoInactive(t *testing.T) {
 	if _, err := e.passwordConfig("dash", dashSecrt).PasswordCredentialsToken(ctx, "alice", userPass); err == nil {
 		t.Error("disabled user logged in")
 	}
+}
+
+// TestRefreshOnPostgres runs the refresh flows on PostgreSQL, where a
+// refresh is written as one statement (storage.RefreshGrantStore).
+func TestRefreshOnPostgres(t *testing.T) {
+	url := os.Getenv("AUTH_TEST_POSTGRES_URL")
+	if url == "" {
+		t.Skip("AUTH_TEST_POSTGRES_URL not set: PostgreSQL refresh flows skipped")
+	}
+	pg := func(o *envOptions) { o.postgres = url }
+	t.Run("rotation-and-reuse", func(t *testing.T) { testAutomaticRefreshRotatesAndReuseRevokesFamily(t, pg) })
+	t.Run("concurrent", func(t *testing.T) { testConcurrentRefreshOnlyOneWins(t, pg) })
+	t.Run("narrowing", func(t *testing.T) { testRefreshScopeNarrowing(t, pg) })
+	t.Run("disabled-user", func(t *testing.T) { testDisabledUserCannotRefreshAndTokensGoInactive(t, pg) })
 }

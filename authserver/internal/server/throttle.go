@@ -2,6 +2,7 @@ package server
 
 import (
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/epitwin/epitwin/authserver/internal/storage"
@@ -24,6 +25,13 @@ func claimedClient(r *http.Request) string {
 	return r.PostForm.Get("client_id")
 }
 
+// clientIPKey counts client-authentication failures per address apart from
+// password failures (so a locked-out login does not read as a client
+// error), under the per-address threshold ("ip:" keys).
+func clientIPKey(r *http.Request) string {
+	return "ip:client/" + strings.TrimPrefix(throttle.IPKey(storage.RequestInfoFrom(r.Context()).IP), "ip:")
+}
+
 // wait returns how long the caller must wait before its client may try to
 // authenticate again (0: go ahead).
 func (g clientGuard) wait(r *http.Request) time.Duration {
@@ -32,7 +40,7 @@ func (g clientGuard) wait(r *http.Request) time.Duration {
 	}
 	ctx := r.Context()
 	var longest time.Duration
-	keys := []string{throttle.IPKey(storage.RequestInfoFrom(ctx).IP)}
+	keys := []string{clientIPKey(r)}
 	if id := claimedClient(r); id != "" {
 		keys = append(keys, throttle.ClientKey(id))
 	}
@@ -50,7 +58,7 @@ func (g clientGuard) failed(r *http.Request) {
 		return
 	}
 	ctx := r.Context()
-	g.l.Fail(ctx, throttle.IPKey(storage.RequestInfoFrom(ctx).IP))
+	g.l.Fail(ctx, clientIPKey(r))
 	if id := claimedClient(r); id != "" {
 		g.l.Fail(ctx, throttle.ClientKey(id))
 	}

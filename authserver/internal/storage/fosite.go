@@ -167,12 +167,11 @@ func (s *Store) SetClientAssertionJWT(context.Context, string, time.Time) error 
 
 // ---- access tokens ----
 
-// CreateAccessTokenSession stores an issued access token and, in the same
-// transaction, the "token issued" audit event.
-func (s *Store) CreateAccessTokenSession(ctx context.Context, signature string, req fosite.Requester) error {
+// accessRowAndEvent builds an access token row and its audit event.
+func (s *Store) accessRowAndEvent(ctx context.Context, signature string, req fosite.Requester) (TokenRow, *AuditEvent, error) {
 	row, err := s.newRow(signature, req, fosite.AccessToken)
 	if err != nil {
-		return err
+		return TokenRow{}, nil, err
 	}
 	sess, _ := sessionOf(req)
 	details, _ := json.Marshal(map[string]any{
@@ -186,10 +185,34 @@ func (s *Store) CreateAccessTokenSession(ctx context.Context, signature string, 
 		Type: EventTokenIssued, TenantID: row.TenantID, Actor: row.Subject,
 		Subject: sess.Username, ClientID: row.ClientID, Details: string(details),
 	}
+	s.fillAudit(ctx, ev)
+	return row, ev, nil
+}
+
+// refreshRow builds a refresh token row linked to its access token.
+func (s *Store) refreshRow(signature, accessSignature string, req fosite.Requester) (*RefreshTokenRow, error) {
+	row, err := s.newRow(signature, req, fosite.RefreshToken)
+	if err != nil {
+		return nil, err
+	}
+	sess, _ := sessionOf(req)
+	family := sess.AuthTime
+	if family.IsZero() {
+		family = s.now()
+	}
+	return &RefreshTokenRow{TokenRow: row, AccessSignatureHash: HashSignature(accessSignature), FamilyCreatedAt: family.UTC()}, nil
+}
+
+// CreateAccessTokenSession stores an issued access token and, in the same
+// transaction, the "token issued" audit event.
+func (s *Store) CreateAccessTokenSession(ctx context.Context, signature string, req fosite.Requester) error {
+	row, ev, err := s.accessRowAndEvent(ctx, signature, req)
+	if err != nil {
+		return err
+	}
 	if s.db.Dialect == DialectPostgres {
 		// One statement, one round trip: the token row and its audit event
 		// commit together or not at all.
-		s.fillAudit(ctx, ev)
 		err := s.conn(ctx).Exec(`WITH t AS (
 INSERT INTO access_tokens (signature_hash, request_id, client_id, tenant_id, subject, user_id, active, requested_at, expires_at, data)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?))
@@ -255,20 +278,11 @@ func (s *Store) RevokeAccessToken(ctx context.Context, requestID string) error {
 // CreateRefreshTokenSession stores an issued refresh token, linked to the
 // access token issued with it.
 func (s *Store) CreateRefreshTokenSession(ctx context.Context, signature, accessSignature string, req fosite.Requester) error {
-	row, err := s.newRow(signature, req, fosite.RefreshToken)
+	row, err := s.refreshRow(signature, accessSignature, req)
 	if err != nil {
 		return err
 	}
-	sess, _ := sessionOf(req)
-	family := sess.AuthTime
-	if family.IsZero() {
-		family = s.now()
-	}
-	err = s.conn(ctx).Create(&RefreshTokenRow{
-		TokenRow:            row,
-		AccessSignatureHash: HashSignature(accessSignature),
-		FamilyCreatedAt:     family.UTC(),
-	}).Error
+	err = s.conn(ctx).Create(row).Error
 	if isUniqueViolation(err) || isSerializationFailure(err) {
 		return fosite.ErrSerializationFailure
 	}
@@ -327,7 +341,7 @@ func (s *Store) RotateRefreshToken(ctx context.Context, requestID, signature str
 		err := s.conn(ctx).Raw(`WITH r AS (
 UPDATE refresh_tokens SET active = false, used_at = ? WHERE signature_hash = ? AND request_id = ? AND active = true
 RETURNING access_signature_hash),
-a AS (UPDATE access_tokens SET active = false WHERE signature_hash IN (SELECT access_signature_hash FROM r))
+a AS (UPDATE access_tokens SET active = false WHERE signature_hash = (SELECT access_signature_hash FROM r))
 SELECT count(*) FROM r`, now, hash, requestID).Scan(&n).Error
 		if err != nil {
 			if isSerializationFailure(err) {
