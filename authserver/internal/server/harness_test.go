@@ -108,13 +108,14 @@ func newEnv(t testing.TB, opts ...func(*envOptions)) *env {
 		Issuer: issuer, DB: db, KEK: kek,
 		AccessTokenTTL: o.accessTTL, RefreshTokenTTL: 24 * time.Hour,
 		SigningAlg: "ES256", BcryptCost: o.bcryptCost, Now: o.now,
-		KeyReloadInterval: 50 * time.Millisecond,
-		Throttle:          o.throttle,
+		KeyReloadInterval: 50 * time.Millisecond, ClientCacheTTL: 2 * time.Second,
+		Throttle: o.throttle,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	e.app = a
+	t.Cleanup(a.Close)
 	e.srv.Config.Handler = a.Handler
 	e.srv.Start()
 	t.Cleanup(e.srv.Close)
@@ -134,6 +135,7 @@ func newEnvOnDB(t testing.TB, e *env) *app.App {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(a.Close)
 	return a
 }
 

@@ -213,13 +213,9 @@ func (s *Store) CreateAccessTokenSession(ctx context.Context, signature string, 
 	if s.db.Dialect == DialectPostgres {
 		// One statement, one round trip: the token row and its audit event
 		// commit together or not at all.
-		err := s.conn(ctx).Exec(`WITH t AS (
-INSERT INTO access_tokens (signature_hash, request_id, client_id, tenant_id, subject, user_id, active, requested_at, expires_at, data)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?))
-INSERT INTO audit_events (time, type, tenant_id, actor, subject, client_id, ip, outcome, request_id, details)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		_, err := s.conn(ctx).Statement.ConnPool.ExecContext(ctx, insertAccessWithAuditPG,
 			row.SignatureHash, row.RequestID, row.ClientID, row.TenantID, row.Subject, row.UserID, row.Active, row.RequestedAt, row.ExpiresAt, row.Data,
-			ev.Time, ev.Type, ev.TenantID, ev.Actor, ev.Subject, ev.ClientID, ev.IP, ev.Outcome, ev.RequestID, ev.Details).Error
+			ev.Time, ev.Type, ev.TenantID, ev.Actor, ev.Subject, ev.ClientID, ev.IP, ev.Outcome, ev.RequestID, ev.Details)
 		if isUniqueViolation(err) || isSerializationFailure(err) {
 			return fosite.ErrSerializationFailure
 		}
@@ -243,14 +239,13 @@ func (s *Store) GetAccessTokenSession(ctx context.Context, signature string, _ f
 	if signature == "" {
 		return nil, fosite.ErrNotFound
 	}
-	var row AccessTokenRow
-	if err := s.conn(ctx).Where("signature_hash = ?", HashSignature(signature)).Take(&row).Error; err != nil {
-		if errors.Is(mapErr(err), ErrNotFound) {
-			return nil, fosite.ErrNotFound
-		}
+	row, err := s.readTokenRow(ctx, "access_tokens", HashSignature(signature))
+	if errors.Is(err, ErrNotFound) {
+		return nil, fosite.ErrNotFound
+	} else if err != nil {
 		return nil, err
 	}
-	req, err := s.hydrate(ctx, &row.TokenRow)
+	req, err := s.hydrate(ctx, row)
 	if err != nil {
 		return nil, err
 	}
@@ -297,14 +292,13 @@ func (s *Store) GetRefreshTokenSession(ctx context.Context, signature string, _ 
 	if signature == "" {
 		return nil, fosite.ErrNotFound
 	}
-	var row RefreshTokenRow
-	if err := s.conn(ctx).Where("signature_hash = ?", HashSignature(signature)).Take(&row).Error; err != nil {
-		if errors.Is(mapErr(err), ErrNotFound) {
-			return nil, fosite.ErrNotFound
-		}
+	row, err := s.readTokenRow(ctx, "refresh_tokens", HashSignature(signature))
+	if errors.Is(err, ErrNotFound) {
+		return nil, fosite.ErrNotFound
+	} else if err != nil {
 		return nil, err
 	}
-	req, err := s.hydrate(ctx, &row.TokenRow)
+	req, err := s.hydrate(ctx, row)
 	if err != nil {
 		return nil, err
 	}
@@ -400,3 +394,11 @@ func (s *Store) RevokeUserTokens(ctx context.Context, userID string) (int64, err
 	})
 	return n, err
 }
+
+// insertAccessWithAuditPG writes an access token row and its audit event in
+// one statement (PostgreSQL).
+var insertAccessWithAuditPG = rebind(DialectPostgres, `WITH t AS (
+INSERT INTO access_tokens (signature_hash, request_id, client_id, tenant_id, subject, user_id, active, requested_at, expires_at, data)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?))
+INSERT INTO audit_events (time, type, tenant_id, actor, subject, client_id, ip, outcome, request_id, details)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)

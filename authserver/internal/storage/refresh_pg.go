@@ -118,23 +118,12 @@ func (s *RefreshGrantStore) Commit(ctx context.Context) error {
 	}
 	a, e, r := p.access, p.accessEvent, p.refresh
 	var n int64
-	err := s.db.Gorm.WithContext(ctx).Raw(`WITH r AS (
-  UPDATE refresh_tokens SET active = false, used_at = ?::timestamptz
-  WHERE signature_hash = ? AND request_id = ? AND active = true
-  RETURNING access_signature_hash),
-old AS (UPDATE access_tokens SET active = false WHERE signature_hash = (SELECT access_signature_hash FROM r)),
-t AS (INSERT INTO access_tokens (signature_hash, request_id, client_id, tenant_id, subject, user_id, active, requested_at, expires_at, data)
-  SELECT ?::text, ?::text, ?::text, ?::text, ?::text, ?::text, ?::boolean, ?::timestamptz, ?::timestamptz, ?::text WHERE EXISTS (SELECT 1 FROM r)),
-ev AS (INSERT INTO audit_events (time, type, tenant_id, actor, subject, client_id, ip, outcome, request_id, details)
-  SELECT ?::timestamptz, ?::text, ?::text, ?::text, ?::text, ?::text, ?::text, ?::text, ?::text, ?::text WHERE EXISTS (SELECT 1 FROM r)),
-nr AS (INSERT INTO refresh_tokens (signature_hash, request_id, client_id, tenant_id, subject, user_id, active, requested_at, expires_at, data, access_signature_hash, family_created_at)
-  SELECT ?::text, ?::text, ?::text, ?::text, ?::text, ?::text, ?::boolean, ?::timestamptz, ?::timestamptz, ?::text, ?::text, ?::timestamptz WHERE EXISTS (SELECT 1 FROM r))
-SELECT count(*) FROM r`,
+	err := s.db.Gorm.WithContext(ctx).Statement.ConnPool.QueryRowContext(ctx, refreshPG,
 		s.now(), p.presentedSig, p.requestID,
 		a.SignatureHash, a.RequestID, a.ClientID, a.TenantID, a.Subject, a.UserID, a.Active, a.RequestedAt, a.ExpiresAt, a.Data,
 		e.Time, e.Type, e.TenantID, e.Actor, e.Subject, e.ClientID, e.IP, e.Outcome, e.RequestID, e.Details,
 		r.SignatureHash, r.RequestID, r.ClientID, r.TenantID, r.Subject, r.UserID, r.Active, r.RequestedAt, r.ExpiresAt, r.Data, r.AccessSignatureHash, r.FamilyCreatedAt,
-	).Scan(&n).Error
+	).Scan(&n)
 	switch {
 	case isSerializationFailure(err) || isUniqueViolation(err):
 		return fosite.ErrSerializationFailure
@@ -146,3 +135,17 @@ SELECT count(*) FROM r`,
 	}
 	return nil
 }
+
+// refreshPG is the whole refresh grant as one statement (PostgreSQL).
+var refreshPG = rebind(DialectPostgres, `WITH r AS (
+  UPDATE refresh_tokens SET active = false, used_at = ?::timestamptz
+  WHERE signature_hash = ? AND request_id = ? AND active = true
+  RETURNING access_signature_hash),
+old AS (UPDATE access_tokens SET active = false WHERE signature_hash = (SELECT access_signature_hash FROM r)),
+t AS (INSERT INTO access_tokens (signature_hash, request_id, client_id, tenant_id, subject, user_id, active, requested_at, expires_at, data)
+  SELECT ?::text, ?::text, ?::text, ?::text, ?::text, ?::text, ?::boolean, ?::timestamptz, ?::timestamptz, ?::text WHERE EXISTS (SELECT 1 FROM r)),
+ev AS (INSERT INTO audit_events (time, type, tenant_id, actor, subject, client_id, ip, outcome, request_id, details)
+  SELECT ?::timestamptz, ?::text, ?::text, ?::text, ?::text, ?::text, ?::text, ?::text, ?::text, ?::text WHERE EXISTS (SELECT 1 FROM r)),
+nr AS (INSERT INTO refresh_tokens (signature_hash, request_id, client_id, tenant_id, subject, user_id, active, requested_at, expires_at, data, access_signature_hash, family_created_at)
+  SELECT ?::text, ?::text, ?::text, ?::text, ?::text, ?::text, ?::boolean, ?::timestamptz, ?::timestamptz, ?::text, ?::text, ?::timestamptz WHERE EXISTS (SELECT 1 FROM r))
+SELECT count(*) FROM r`)

@@ -170,11 +170,7 @@ func (s *Store) CreateUser(ctx context.Context, u *User) error {
 
 // GetUser returns a user by id or ErrNotFound.
 func (s *Store) GetUser(ctx context.Context, id string) (*User, error) {
-	var u User
-	if err := s.conn(ctx).Where("id = ?", id).Take(&u).Error; err != nil {
-		return nil, mapErr(err)
-	}
-	return &u, nil
+	return s.readUser(ctx, id)
 }
 
 // GetUserByUsername returns a tenant's user by username or ErrNotFound.
