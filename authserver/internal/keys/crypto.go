@@ -10,7 +10,7 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
-	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 
@@ -57,13 +57,15 @@ func validAlg(alg string) bool {
 	return false
 }
 
-// newKID returns a random key identifier: base64url of 16 random bytes.
+// newKID returns a random key identifier: 16 random bytes in hex. Hex
+// (not base64url) so a kid never starts with '-' and is never mistaken for
+// a flag by `authserver keys revoke KID`.
 func newKID() (string, error) {
 	var b [16]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		return "", fmt.Errorf("generate kid: %w", err)
 	}
-	return base64.RawURLEncoding.EncodeToString(b[:]), nil
+	return hex.EncodeToString(b[:]), nil
 }
 
 // generateKey creates a new private key for alg.
