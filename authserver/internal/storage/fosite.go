@@ -236,10 +236,17 @@ func (s *Store) CreateAccessTokenSession(ctx context.Context, signature string, 
 // fosite.ErrNotFound if unknown, the request and fosite.ErrInactiveToken if
 // it was revoked.
 func (s *Store) GetAccessTokenSession(ctx context.Context, signature string, _ fosite.Session) (fosite.Requester, error) {
+	return s.getTokenSession(ctx, "access_tokens", signature)
+}
+
+// getTokenSession reads a token row and rebuilds its request: the request
+// and fosite.ErrInactiveToken for an inactive row, fosite.ErrNotFound for
+// none.
+func (s *Store) getTokenSession(ctx context.Context, table, signature string) (fosite.Requester, error) {
 	if signature == "" {
 		return nil, fosite.ErrNotFound
 	}
-	row, err := s.readTokenRow(ctx, "access_tokens", HashSignature(signature))
+	row, err := s.readTokenRow(ctx, table, HashSignature(signature))
 	if errors.Is(err, ErrNotFound) {
 		return nil, fosite.ErrNotFound
 	} else if err != nil {
@@ -289,23 +296,7 @@ func (s *Store) CreateRefreshTokenSession(ctx context.Context, signature, access
 // fosite.ErrInactiveToken if it was already used or revoked, which is what
 // makes fosite treat a second use as reuse (RFC 6819 §5.2.2.3).
 func (s *Store) GetRefreshTokenSession(ctx context.Context, signature string, _ fosite.Session) (fosite.Requester, error) {
-	if signature == "" {
-		return nil, fosite.ErrNotFound
-	}
-	row, err := s.readTokenRow(ctx, "refresh_tokens", HashSignature(signature))
-	if errors.Is(err, ErrNotFound) {
-		return nil, fosite.ErrNotFound
-	} else if err != nil {
-		return nil, err
-	}
-	req, err := s.hydrate(ctx, row)
-	if err != nil {
-		return nil, err
-	}
-	if !row.Active {
-		return req, fosite.ErrInactiveToken
-	}
-	return req, nil
+	return s.getTokenSession(ctx, "refresh_tokens", signature)
 }
 
 // DeleteRefreshTokenSession revokes one refresh token; it succeeds when the
