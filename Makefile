@@ -33,10 +33,12 @@ test: ## run every test of every module (PostgreSQL/Redis tests run when their U
 	done
 
 .PHONY: bench
-bench: ## micro-benchmarks with -benchmem (token issuance, introspection, verify middleware, SEIR)
+bench: ## micro-benchmarks with -benchmem, then the ratios taken in the same run
+	@mkdir -p $(VAR)
 	@for m in $(MODULES); do \
 		(cd $$m && $(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./...) || exit 1; \
-	done
+	done | tee $(VAR)/bench.txt
+	@./deploy/bench-ratios.sh $(VAR)/bench.txt
 
 .PHONY: bench-load
 bench-load: build ## load-test a running authserver on PostgreSQL (AUTH_BENCH_POSTGRES_URL) against its floors
