@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/epitwin/epitwin/authserver/internal/accounts"
+	"github.com/epitwin/epitwin/authserver/internal/passwordpolicy"
 	"github.com/epitwin/epitwin/authserver/internal/storage"
 	"github.com/epitwin/epitwin/pkg/rbac"
 )
@@ -285,6 +286,11 @@ func newBootstrapCmd(g *globals) *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			pw, err := readSecret(cmd.InOrStdin(), cmd.ErrOrStderr(), "Operator password: ")
 			if err != nil {
+				return err
+			}
+			// Check the password before creating anything, so a refused
+			// password leaves no half-bootstrapped platform behind.
+			if err := passwordpolicy.Validate(pw, username); err != nil {
 				return err
 			}
 			return g.withService(cmd, true, cost, func(ctx context.Context, svc *accounts.Service) error {

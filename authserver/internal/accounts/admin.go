@@ -80,8 +80,11 @@ func (s *Service) ActorFromToken(ctx context.Context, tok *claims.AccessToken) (
 	u, err := s.Store.GetUser(ctx, tok.Subject)
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
-		// A client-credentials token's subject is its client.
-		a.gone = tok.Subject != tok.ClientID
+		// Only people administer: a client-credentials token (whose
+		// subject is its client) may not, whatever role the client
+		// carries, so an admin cannot leave behind a service account that
+		// outlives them and escapes the last-admin rule.
+		a.gone = true
 	case err != nil:
 		return a, err
 	default:

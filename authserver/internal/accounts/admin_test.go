@@ -259,7 +259,8 @@ func TestActorFromToken(t *testing.T) {
 		{"user", claims.AccessToken{Subject: boss.ID, TenantID: "ta", Role: "admin", Scope: scope, ClientID: "dash"}, true, "boss"},
 		{"wrong-tenant", claims.AccessToken{Subject: boss.ID, TenantID: "tb", Role: "admin", Scope: scope, ClientID: "dash"}, false, "boss"},
 		{"deleted-user", claims.AccessToken{Subject: "gone", TenantID: "ta", Role: "admin", Scope: scope, ClientID: "dash"}, false, ""},
-		{"client", claims.AccessToken{Subject: "svc", TenantID: "ta", Role: "admin", Scope: scope, ClientID: "svc"}, true, ""},
+		// Service accounts never administer, whatever role they carry.
+		{"fail-client-credentials", claims.AccessToken{Subject: "svc", TenantID: "ta", Role: "admin", Scope: scope, ClientID: "svc"}, false, ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

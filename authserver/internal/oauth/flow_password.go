@@ -100,7 +100,9 @@ func (h *PasswordGrantHandler) HandleTokenEndpointRequest(ctx context.Context, r
 	sess.Username = user.Username
 	sess.TenantID = user.TenantID
 	sess.Role = user.Role
-	sess.AuthTime = now
+	// The family starts when the login request arrived, the time fosite
+	// records as the request's RequestedAt.
+	sess.AuthTime = req.GetRequestedAt().UTC()
 	sess.SetExpiresAt(fosite.AccessToken, now.Add(h.AccessTokenTTL).Round(time.Second))
 	sess.SetExpiresAt(fosite.RefreshToken, now.Add(h.RefreshTokenTTL).Round(time.Second))
 	return nil

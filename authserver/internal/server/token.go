@@ -72,7 +72,8 @@ func (h *tokenHandler) accessError(w http.ResponseWriter, r *http.Request, grant
 	ctx := r.Context()
 	var te *oauth.ThrottledError
 	if errors.As(err, &te) {
-		h.fail(w, grant, http.StatusTooManyRequests, "invalid_grant", "too many failed login attempts; retry later", te.RetryAfter)
+		h.m.failures.WithLabelValues("token", "throttled").Inc()
+		writeOAuthError(w, http.StatusTooManyRequests, "invalid_grant", "too many failed login attempts; retry later", te.RetryAfter)
 		return
 	}
 	rfc := fosite.ErrorToRFC6749Error(err)

@@ -109,7 +109,8 @@ func (c *Client) IsPublic() bool { return false }
 func (c *Client) GetAudience() fosite.Arguments { return strings.Fields(c.Audiences) }
 
 // TokenRow is the shape shared by access and refresh token sessions. The
-// primary key is SHA-256 of the token signature, never the token itself.
+// primary key is SHA-256 of the key fosite gives (the whole access token;
+// the HMAC signature of a refresh token), never a usable token.
 type TokenRow struct {
 	SignatureHash string    `gorm:"primaryKey;size:64"`
 	RequestID     string    `gorm:"size:64;not null;index"`
