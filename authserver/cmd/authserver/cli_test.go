@@ -134,3 +134,25 @@ func TestEnvBindsConfigurationFlagsOnly(t *testing.T) {
 		t.Errorf("--database from AUTH_DATABASE_URL = %q", got)
 	}
 }
+
+func TestValidateIssuer(t *testing.T) {
+	for _, tc := range []struct {
+		issuer string
+		ok     bool
+	}{
+		{"http://127.0.0.1:8080", true},
+		{"http://localhost:8080", true},
+		{"https://auth.example.org", true},
+		{"https://auth.example.org/tenant-x", true},
+		{"http://auth.example.org", false},
+		{"http://10.0.0.5:8080", false},
+		{"https://auth.example.org/", false},
+		{"https://auth.example.org?x=1", false},
+		{"ftp://auth.example.org", false},
+		{"auth.example.org", false},
+	} {
+		if err := validateIssuer(tc.issuer); (err == nil) != tc.ok {
+			t.Errorf("validateIssuer(%q) = %v, want ok=%v", tc.issuer, err, tc.ok)
+		}
+	}
+}

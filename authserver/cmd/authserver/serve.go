@@ -75,6 +75,14 @@ func validateIssuer(s string) error {
 	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
 		return fmt.Errorf("--issuer must be an absolute http(s) URL, got %q", s)
 	}
+	if u.Scheme == "http" {
+		// Tokens and client secrets cross this origin: plain http only
+		// where it never leaves the machine.
+		ip := net.ParseIP(u.Hostname())
+		if u.Hostname() != "localhost" && (ip == nil || !ip.IsLoopback()) {
+			return fmt.Errorf("--issuer must use https unless its host is loopback (got %q)", s)
+		}
+	}
 	if u.RawQuery != "" || u.Fragment != "" || strings.HasSuffix(s, "/") {
 		return fmt.Errorf("--issuer must have no query, fragment or trailing slash")
 	}

@@ -78,6 +78,8 @@ func Open(ctx context.Context, rawURL string, log *slog.Logger) (*DB, error) {
 		if err := sqlDB.PingContext(ctx); err != nil {
 			return nil, fmt.Errorf("open sqlite %s: %w", path, err)
 		}
+		// The file holds password hashes and encrypted keys: owner only.
+		_ = os.Chmod(path, 0o600)
 		abs, _ := filepath.Abs(dir)
 		return &DB{Gorm: g, Dialect: DialectSQLite, DataDir: abs}, nil
 	case strings.HasPrefix(rawURL, "postgres://"), strings.HasPrefix(rawURL, "postgresql://"):

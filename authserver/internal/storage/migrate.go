@@ -87,6 +87,13 @@ BEGIN SELECT RAISE(ABORT, 'audit_events is append-only'); END`,
 		}
 		return nil
 	}},
+	{5, "audit log cannot be truncated", func(tx *gorm.DB, dialect string) error {
+		if dialect != DialectPostgres {
+			return nil // SQLite has no TRUNCATE; DELETE is already refused.
+		}
+		return tx.Exec(`CREATE TRIGGER audit_events_no_truncate BEFORE TRUNCATE ON audit_events
+FOR EACH STATEMENT EXECUTE FUNCTION audit_events_append_only()`).Error
+	}},
 }
 
 // SchemaVersion is the newest migration this binary knows.

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/epitwin/epitwin/pkg/claims"
@@ -107,6 +108,11 @@ func (s *Server) observe(next http.Handler) http.Handler {
 			st.id = newRequestID()
 		}
 		w.Header().Set("X-Request-Id", st.id)
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		if strings.HasPrefix(r.URL.Path, "/v1/") {
+			// Tenant data: no shared or browser cache may keep a copy.
+			w.Header().Set("Cache-Control", "no-store")
+		}
 		sw := &statusWriter{ResponseWriter: w}
 		defer func() {
 			status := sw.status

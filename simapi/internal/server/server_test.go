@@ -745,3 +745,23 @@ func BenchmarkGetForecast(b *testing.B) {
 	}
 	benchGetForecast(b, noAuth, "unused")
 }
+
+func TestTenantDataIsNotCached(t *testing.T) {
+	st := storetest.SQLite(t)
+	h, err := server.New(server.Config{Store: st, Auth: tokens.middleware})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	req, _ := http.NewRequest("GET", srv.URL+"/v1/forecasts", nil)
+	req.Header.Set("Authorization", "Bearer admin-a")
+	res, err := srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.Header.Get("Cache-Control") != "no-store" || res.Header.Get("X-Content-Type-Options") != "nosniff" {
+		t.Errorf("headers = %v", res.Header)
+	}
+}
