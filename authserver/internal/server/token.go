@@ -77,6 +77,14 @@ func (h *tokenHandler) accessError(w http.ResponseWriter, r *http.Request, grant
 		return
 	}
 	rfc := fosite.ErrorToRFC6749Error(err)
+	if grant == "refresh_token" && rfc.ErrorField == fosite.ErrInvalidRequest.ErrorField &&
+		(errors.Is(err, fosite.ErrNotFound) || errors.Is(err, fosite.ErrSerializationFailure)) {
+		// A concurrent refresh of the same token won. fosite's hint says
+		// "retry", but presenting this token again would be reuse and end
+		// the family: say what happened instead.
+		h.fail(w, grant, http.StatusBadRequest, "invalid_grant", "the refresh token was just used by a concurrent request; use the tokens that request received", 0)
+		return
+	}
 	switch rfc.ErrorField {
 	case fosite.ErrInvalidClient.ErrorField:
 		h.guard.failed(r)
