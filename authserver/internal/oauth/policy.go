@@ -3,7 +3,6 @@ package oauth
 import (
 	"context"
 	"errors"
-	"slices"
 	"strings"
 
 	"github.com/ory/fosite"
@@ -53,9 +52,9 @@ func (h *PolicyHandler) HandleTokenEndpointRequest(ctx context.Context, req fosi
 		sess.TenantID = client.TenantID
 		sess.Role = string(role)
 		sess.AuthTime = ar.RequestedAt.UTC()
-		grantInitial(ar, client, role)
+		grantInitial(ar, client)
 	case req.GetGrantTypes().ExactOne("password"):
-		grantInitial(ar, client, rbac.Role(sess.Role))
+		grantInitial(ar, client)
 	case req.GetGrantTypes().ExactOne("refresh_token"):
 		return h.refresh(ctx, ar, client, sess)
 	default:
@@ -64,17 +63,20 @@ func (h *PolicyHandler) HandleTokenEndpointRequest(ctx context.Context, req fosi
 	return nil
 }
 
-// grantInitial grants the requested scopes (every scope the client may have
-// when none were requested), narrowed to what the role can use, and the
-// requested audiences (the default audience when none were requested).
-func grantInitial(ar *fosite.AccessRequest, client *storage.Client, role rbac.Role) {
+// grantInitial grants the requested scopes (every scope the client may
+// have when none were requested; the grant handlers have already refused
+// any the client may not have) and the requested audiences (the default
+// audience when none were requested). Scopes are not cut down to the role:
+// a resource server applies role AND scope (pkg/rbac), so a scope the role
+// cannot use grants nothing, and a later role change takes effect without
+// re-issuing scopes.
+func grantInitial(ar *fosite.AccessRequest, client *storage.Client) {
 	requested := ar.GetRequestedScopes()
 	if len(requested) == 0 {
 		requested = client.GetScopes()
 	}
-	roleScopes := rbac.RoleScopes(role)
 	for _, s := range rbac.SortScopes(requested) {
-		if slices.Contains(roleScopes, s) && !ar.GetGrantedScopes().Has(s) {
+		if !ar.GetGrantedScopes().Has(s) {
 			ar.GrantScope(s)
 		}
 	}
@@ -130,13 +132,7 @@ func (h *PolicyHandler) refresh(ctx context.Context, ar *fosite.AccessRequest, c
 		}
 		granted = narrowed
 	}
-	roleScopes := rbac.RoleScopes(rbac.Role(sess.Role))
-	var final fosite.Arguments
-	for _, s := range rbac.SortScopes(granted) {
-		if slices.Contains(roleScopes, s) {
-			final = append(final, s)
-		}
-	}
+	final := fosite.Arguments(rbac.SortScopes(granted))
 	ar.GrantedScope = final
 	ar.SetRequestedScopes(final)
 	return nil

@@ -23,8 +23,9 @@ func TestPasswordGrantIssuesRFC9068Token(t *testing.T) {
 	if tok.TokenType != "bearer" && tok.TokenType != "Bearer" {
 		t.Errorf("token_type = %q", tok.TokenType)
 	}
-	if got := tok.Extra("scope"); got != "forecasts:read simulations:run data:export" {
-		// alice is an analyst: the client's other scopes are beyond her role.
+	// No scope requested: every scope the client is allowed. Her role
+	// (analyst) is applied by the resource server, role AND scope.
+	if got := tok.Extra("scope"); got != "forecasts:read simulations:run data:export observations:write users:manage billing:read" {
 		t.Errorf("scope = %v", got)
 	}
 	h, c := jwtParts(t, tok.AccessToken)
