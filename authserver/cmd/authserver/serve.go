@@ -28,6 +28,7 @@ type serveOptions struct {
 	addr            string
 	issuer          string
 	refreshTTL      time.Duration
+	refreshMax      time.Duration
 	bcryptCost      int
 	logLevel        string
 	cleanupInterval time.Duration
@@ -55,6 +56,7 @@ func newServeCmd(g *globals) *cobra.Command {
 	f.StringVar(&o.issuer, "issuer", "http://127.0.0.1:8080", "issuer URL: the iss of every token and the base of every endpoint")
 	f.DurationVar(&o.keys.accessTTL, "access-token-ttl", time.Hour, "access-token lifetime")
 	f.DurationVar(&o.refreshTTL, "refresh-token-ttl", 720*time.Hour, "refresh-token lifetime (renewed on every rotation)")
+	f.DurationVar(&o.refreshMax, "refresh-family-max-lifetime", 0, "cap on how long one login can be kept alive by refreshing, e.g. 2160h (0: no cap; each refresh renews --refresh-token-ttl)")
 	f.StringVar(&o.keys.alg, "signing-alg", "ES256", "algorithm of new signing keys: ES256, RS256 or EdDSA")
 	f.DurationVar(&o.keys.rotationPeriod, "key-rotation-period", 0, "rotate the signing key this often (0: only by 'keys rotate')")
 	f.DurationVar(&o.keys.jwksMaxAge, "jwks-max-age", 5*time.Minute, "Cache-Control max-age of the JWKS; a scheduled next key is published 2x this long before it signs")
@@ -145,20 +147,21 @@ func serve(ctx context.Context, g *globals, o serveOptions, logOut interface{ Wr
 		log.Warn("login and client-authentication throttling is disabled")
 	}
 	a, err := app.New(ctx, app.Config{
-		Issuer:            o.issuer,
-		DB:                db,
-		KEK:               kek,
-		AccessTokenTTL:    o.keys.accessTTL,
-		RefreshTokenTTL:   o.refreshTTL,
-		SigningAlg:        o.keys.alg,
-		KeyRotationPeriod: o.keys.rotationPeriod,
-		JWKSMaxAge:        o.keys.jwksMaxAge,
-		BcryptCost:        o.bcryptCost,
-		ClientCacheTTL:    o.clientCacheTTL,
-		SecretOverlap:     o.secretOverlap,
-		Throttle:          limiter,
-		Logger:            log,
-		Registry:          reg,
+		Issuer:                   o.issuer,
+		DB:                       db,
+		KEK:                      kek,
+		AccessTokenTTL:           o.keys.accessTTL,
+		RefreshTokenTTL:          o.refreshTTL,
+		MaxRefreshFamilyLifetime: o.refreshMax,
+		SigningAlg:               o.keys.alg,
+		KeyRotationPeriod:        o.keys.rotationPeriod,
+		JWKSMaxAge:               o.keys.jwksMaxAge,
+		BcryptCost:               o.bcryptCost,
+		ClientCacheTTL:           o.clientCacheTTL,
+		SecretOverlap:            o.secretOverlap,
+		Throttle:                 limiter,
+		Logger:                   log,
+		Registry:                 reg,
 	})
 	if err != nil {
 		return err

@@ -29,7 +29,10 @@ type Config struct {
 	KEK             []byte
 	AccessTokenTTL  time.Duration
 	RefreshTokenTTL time.Duration
-	SigningAlg      string
+	// MaxRefreshFamilyLifetime caps how long one login can be kept alive
+	// by refreshing (0: no cap).
+	MaxRefreshFamilyLifetime time.Duration
+	SigningAlg               string
 	// KeyRotationPeriod enables scheduled rotation (0: off).
 	KeyRotationPeriod time.Duration
 	JWKSMaxAge        time.Duration
@@ -104,16 +107,17 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 		return nil, err
 	}
 	provider, err := oauth.NewProvider(oauth.Config{
-		Issuer:          cfg.Issuer,
-		AccessTokenTTL:  cfg.AccessTokenTTL,
-		RefreshTokenTTL: cfg.RefreshTokenTTL,
-		Store:           store,
-		Signer:          km.Signer(),
-		Keys:            km,
-		MasterKey:       cfg.KEK,
-		Passwords:       passwords,
-		Throttle:        loginThrottle(cfg.Throttle),
-		Now:             cfg.Now,
+		Issuer:                   cfg.Issuer,
+		AccessTokenTTL:           cfg.AccessTokenTTL,
+		RefreshTokenTTL:          cfg.RefreshTokenTTL,
+		MaxRefreshFamilyLifetime: cfg.MaxRefreshFamilyLifetime,
+		Store:                    store,
+		Signer:                   km.Signer(),
+		Keys:                     km,
+		MasterKey:                cfg.KEK,
+		Passwords:                passwords,
+		Throttle:                 loginThrottle(cfg.Throttle),
+		Now:                      cfg.Now,
 	})
 	if err != nil {
 		return nil, err

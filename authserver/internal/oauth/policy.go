@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"time"
 
 	"github.com/ory/fosite"
 
@@ -20,6 +21,11 @@ type PolicyHandler struct {
 	Store *storage.Store
 	// Audit records refresh refusals.
 	Audit func(ctx context.Context, e *storage.AuditEvent)
+	// MaxFamilyLifetime, when positive, caps how long a login's refresh
+	// family lives, however often it is refreshed: fosite renews the
+	// refresh-token lifetime on every rotation.
+	MaxFamilyLifetime time.Duration
+	Now               func() time.Time
 }
 
 var _ fosite.TokenEndpointHandler = (*PolicyHandler)(nil)
@@ -98,6 +104,17 @@ func grantInitial(ar *fosite.AccessRequest, client *storage.Client) {
 // change takes effect on the next token); a requested scope may narrow the
 // grant but never widen it (RFC 6749 §6).
 func (h *PolicyHandler) refresh(ctx context.Context, ar *fosite.AccessRequest, client *storage.Client, sess *storage.Session) error {
+	if h.MaxFamilyLifetime > 0 && !sess.AuthTime.IsZero() {
+		end := sess.AuthTime.Add(h.MaxFamilyLifetime)
+		if !h.Now().Before(end) {
+			_ = h.Store.RevokeFamily(ctx, ar.GetID())
+			return fosite.ErrInvalidGrant.WithHint("The login has reached its maximum lifetime; sign in again.")
+		}
+		// The new refresh token never outlives the family.
+		if exp := sess.GetExpiresAt(fosite.RefreshToken); exp.IsZero() || exp.After(end) {
+			sess.SetExpiresAt(fosite.RefreshToken, end)
+		}
+	}
 	if sess.UserID != "" {
 		u, err := h.Store.GetUser(ctx, sess.UserID)
 		if err != nil && !errors.Is(err, storage.ErrNotFound) {

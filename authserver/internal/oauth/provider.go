@@ -19,9 +19,11 @@ type Config struct {
 	Issuer          string
 	AccessTokenTTL  time.Duration
 	RefreshTokenTTL time.Duration
-	Store           *storage.Store
-	Signer          jwt.Signer
-	Keys            KeyRing
+	// MaxRefreshFamilyLifetime caps a login's refresh family (0: none).
+	MaxRefreshFamilyLifetime time.Duration
+	Store                    *storage.Store
+	Signer                   jwt.Signer
+	Keys                     KeyRing
 	// MasterKey is the key-encryption key; the refresh-token HMAC key and
 	// the client-secret hash key are derived from it.
 	MasterKey []byte
@@ -121,7 +123,7 @@ func NewProvider(cfg Config) (*Provider, error) {
 		Now:                  cfg.Now,
 	})
 	// The policy handler must run after every grant handler.
-	fc.TokenEndpointHandlers.Append(&PolicyHandler{Store: cfg.Store, Audit: audit})
+	fc.TokenEndpointHandlers.Append(&PolicyHandler{Store: cfg.Store, Audit: audit, MaxFamilyLifetime: cfg.MaxRefreshFamilyLifetime, Now: cfg.Now})
 	f, ok := provider.(*fosite.Fosite)
 	if !ok {
 		return nil, errors.New("oauth: unexpected fosite provider type")

@@ -52,6 +52,8 @@ type envOptions struct {
 	bcryptCost int
 	// postgres, when set, is a PostgreSQL URL: the env gets a fresh schema.
 	postgres string
+	// maxFamily caps refresh families (0: none).
+	maxFamily time.Duration
 	// throttle, when set, throttles logins and client authentication.
 	throttle *throttle.Limiter
 }
@@ -108,7 +110,8 @@ func newEnv(t testing.TB, opts ...func(*envOptions)) *env {
 		Issuer: issuer, DB: db, KEK: kek,
 		AccessTokenTTL: o.accessTTL, RefreshTokenTTL: 24 * time.Hour,
 		SigningAlg: "ES256", BcryptCost: o.bcryptCost, Now: o.now,
-		KeyReloadInterval: 50 * time.Millisecond, ClientCacheTTL: 2 * time.Second,
+		MaxRefreshFamilyLifetime: o.maxFamily,
+		KeyReloadInterval:        50 * time.Millisecond, ClientCacheTTL: 2 * time.Second,
 		Throttle: o.throttle,
 	})
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -297,4 +298,30 @@ func TestRefreshOnPostgres(t *testing.T) {
 	t.Run("concurrent", func(t *testing.T) { testConcurrentRefreshOnlyOneWins(t, pg) })
 	t.Run("narrowing", func(t *testing.T) { testRefreshScopeNarrowing(t, pg) })
 	t.Run("disabled-user", func(t *testing.T) { testDisabledUserCannotRefreshAndTokensGoInactive(t, pg) })
+}
+
+func TestRefreshFamilyMaxLifetime(t *testing.T) {
+	var offset atomic.Int64
+	now := func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }
+	e := newEnv(t, func(o *envOptions) { o.now = now; o.maxFamily = 2 * time.Hour })
+	start := time.Now()
+	tok := e.login("alice")
+	st, m, _ := e.post("/oauth2/token", "dash", dashSecrt, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tok.RefreshToken}})
+	if st != http.StatusOK {
+		t.Fatalf("refresh within the lifetime: %d %v", st, m)
+	}
+	rt := m["refresh_token"].(string)
+	// The rotated refresh token never outlives the family (24h TTL, 2h cap).
+	if exp := e.introspect(rt)["exp"].(float64); exp > float64(start.Add(2*time.Hour+time.Minute).Unix()) {
+		t.Errorf("refresh token expires %v, after the family's end", time.Unix(int64(exp), 0))
+	}
+	offset.Store(int64(3 * time.Hour))
+	st, m, _ = e.post("/oauth2/token", "dash", dashSecrt, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}})
+	if st != http.StatusBadRequest || m["error"] != "invalid_grant" {
+		t.Fatalf("refresh past the lifetime: %d %v", st, m)
+	}
+	offset.Store(0)
+	if e.active(rt) {
+		t.Error("family still active after reaching its maximum lifetime")
+	}
 }
