@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"net/url"
 	"os"
 	"os/signal"
@@ -36,6 +37,7 @@ type serveOptions struct {
 	secretOverlap   time.Duration
 	redisURL        string
 	noThrottle      bool
+	pprofAddr       string
 	keys            keyOptions
 }
 
@@ -66,6 +68,7 @@ func newServeCmd(g *globals) *cobra.Command {
 	f.DurationVar(&o.secretOverlap, "secret-rotation-overlap", 24*time.Hour, "how long a rotated client secret keeps working")
 	f.StringVar(&o.redisURL, "redis-url", "", "Redis URL (redis://host:6379/0) to share login throttling between instances; empty: per instance")
 	f.BoolVar(&o.noThrottle, "disable-throttling", false, "turn off login and client-authentication throttling (load tests only)")
+	f.StringVar(&o.pprofAddr, "pprof-addr", "", "serve Go profiling (net/http/pprof) on this loopback address, e.g. 127.0.0.1:6060 (empty: off)")
 	f.DurationVar(&o.cleanupInterval, "token-cleanup-interval", time.Hour, "how often expired token rows are deleted")
 	return cmd
 }
@@ -171,6 +174,11 @@ func serve(ctx context.Context, g *globals, o serveOptions, logOut interface{ Wr
 	defer cancelBG()
 	a.Run(bg, o.cleanupInterval)
 
+	if o.pprofAddr != "" {
+		if err := servePprof(bg, o.pprofAddr, log); err != nil {
+			return err
+		}
+	}
 	ln, err := net.Listen("tcp", o.addr)
 	if err != nil {
 		return err
@@ -196,4 +204,27 @@ func serve(ctx context.Context, g *globals, o serveOptions, logOut interface{ Wr
 	shutCtx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	return hs.Shutdown(shutCtx)
+}
+
+// servePprof serves the Go profiler on a loopback address only: profiles
+// reveal memory contents and must never face the network.
+func servePprof(ctx context.Context, addr string, log *slog.Logger) error {
+	host, _, err := net.SplitHostPort(addr)
+	if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsLoopback() {
+		return fmt.Errorf("--pprof-addr must be a loopback address, got %q", addr)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	go func() { <-ctx.Done(); _ = srv.Close() }()
+	log.Warn("profiling endpoint enabled", "addr", ln.Addr().String())
+	return nil
 }
