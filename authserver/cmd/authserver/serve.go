@@ -21,6 +21,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/epitwin/epitwin/authserver/internal/app"
+	"github.com/epitwin/epitwin/authserver/internal/server"
 	"github.com/epitwin/epitwin/authserver/internal/storage"
 	"github.com/epitwin/epitwin/authserver/internal/throttle"
 )
@@ -38,6 +39,7 @@ type serveOptions struct {
 	redisURL        string
 	noThrottle      bool
 	pprofAddr       string
+	trustedProxies  string
 	keys            keyOptions
 }
 
@@ -68,6 +70,7 @@ func newServeCmd(g *globals) *cobra.Command {
 	f.DurationVar(&o.secretOverlap, "secret-rotation-overlap", 24*time.Hour, "how long a rotated client secret keeps working")
 	f.StringVar(&o.redisURL, "redis-url", "", "Redis URL (redis://host:6379/0) to share login throttling between instances; empty: per instance")
 	f.BoolVar(&o.noThrottle, "disable-throttling", false, "turn off login and client-authentication throttling (load tests only)")
+	f.StringVar(&o.trustedProxies, "trusted-proxies", "", "comma-separated CIDRs of load balancers whose X-Forwarded-For names the client (for throttling and the audit log); empty: the TCP peer is the client")
 	f.StringVar(&o.pprofAddr, "pprof-addr", "", "serve Go profiling (net/http/pprof) on this loopback address, e.g. 127.0.0.1:6060 (empty: off)")
 	f.DurationVar(&o.cleanupInterval, "token-cleanup-interval", time.Hour, "how often expired token rows are deleted")
 	return cmd
@@ -130,6 +133,10 @@ func serve(ctx context.Context, g *globals, o serveOptions, logOut interface{ Wr
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	proxies, err := server.ParseTrustedProxies(o.trustedProxies)
+	if err != nil {
+		return fmt.Errorf("--trusted-proxies: %w", err)
+	}
 	var limiter *throttle.Limiter
 	if !o.noThrottle {
 		tc := throttle.Config{Logger: log}
@@ -163,6 +170,7 @@ func serve(ctx context.Context, g *globals, o serveOptions, logOut interface{ Wr
 		ClientCacheTTL:           o.clientCacheTTL,
 		SecretOverlap:            o.secretOverlap,
 		Throttle:                 limiter,
+		TrustedProxies:           proxies,
 		Logger:                   log,
 		Registry:                 reg,
 	})

@@ -39,6 +39,8 @@ type Config struct {
 	// KeyReloadInterval is how often the key ring is re-read (default 5s).
 	KeyReloadInterval time.Duration
 	BcryptCost        int
+	// TrustedProxies are load balancers whose X-Forwarded-For is believed.
+	TrustedProxies server.TrustedProxies
 	// SecretOverlap is how long a rotated client secret keeps working.
 	SecretOverlap time.Duration
 	// ClientCacheTTL bounds how long a client change made by another
@@ -137,15 +139,16 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 		Logger:        cfg.Logger,
 	})
 	srv := server.New(server.Config{
-		Issuer:   cfg.Issuer,
-		Provider: provider,
-		Store:    store,
-		Keys:     km,
-		Logger:   cfg.Logger,
-		Registry: cfg.Registry,
-		Now:      cfg.Now,
-		Admin:    adminAPI,
-		Throttle: cfg.Throttle,
+		Issuer:         cfg.Issuer,
+		Provider:       provider,
+		Store:          store,
+		Keys:           km,
+		Logger:         cfg.Logger,
+		Registry:       cfg.Registry,
+		Now:            cfg.Now,
+		Admin:          adminAPI,
+		Throttle:       cfg.Throttle,
+		TrustedProxies: cfg.TrustedProxies,
 	})
 	return &App{Handler: srv, Store: store, Keys: km, Provider: provider, Accounts: acc, cfg: cfg, verifier: verifier}, nil
 }

@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -9,6 +10,8 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+
+	"github.com/epitwin/epitwin/authserver/internal/server"
 )
 
 // TestMalformedRequests: bad input always gets an RFC 6749 JSON error,
@@ -173,4 +176,38 @@ func FuzzTokenEndpoint(f *testing.F) {
 			t.Fatalf("not an RFC 6749 error: %q", rec.Body.String())
 		}
 	})
+}
+
+// TestClientAddressBehindProxy: X-Forwarded-For names the client in the
+// audit log (and the throttle) only when the peer is a trusted proxy.
+func TestClientAddressBehindProxy(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		trusted string
+		want    string
+	}{
+		{"ok-untrusted-peer", "", "127.0.0.1"},
+		{"ok-trusted-loopback-proxy", "127.0.0.0/8", "198.51.100.9"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			proxies, err := server.ParseTrustedProxies(tc.trusted)
+			if err != nil {
+				t.Fatal(err)
+			}
+			e := newEnv(t, func(o *envOptions) { o.proxies = proxies })
+			req, _ := http.NewRequest(http.MethodPost, e.tokenURL(), strings.NewReader("grant_type=password&username=alice&password=wrong-password-1"))
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			req.Header.Set("X-Forwarded-For", "198.51.100.9")
+			req.SetBasicAuth("dash", dashSecrt)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			evs, err := e.app.Store.ListAudit(context.Background(), storageFilter("login.failed"))
+			if err != nil || len(evs) != 1 || evs[0].IP != tc.want {
+				t.Fatalf("login.failed events = %+v (%v), want IP %s", evs, err, tc.want)
+			}
+		})
+	}
 }

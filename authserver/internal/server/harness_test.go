@@ -19,6 +19,7 @@ import (
 
 	"github.com/epitwin/epitwin/authserver/internal/accounts"
 	"github.com/epitwin/epitwin/authserver/internal/app"
+	"github.com/epitwin/epitwin/authserver/internal/server"
 	"github.com/epitwin/epitwin/authserver/internal/storage"
 	"github.com/epitwin/epitwin/authserver/internal/throttle"
 )
@@ -54,6 +55,8 @@ type envOptions struct {
 	postgres string
 	// maxFamily caps refresh families (0: none).
 	maxFamily time.Duration
+	// proxies are trusted load balancers.
+	proxies server.TrustedProxies
 	// throttle, when set, throttles logins and client authentication.
 	throttle *throttle.Limiter
 }
@@ -111,6 +114,7 @@ func newEnv(t testing.TB, opts ...func(*envOptions)) *env {
 		AccessTokenTTL: o.accessTTL, RefreshTokenTTL: 24 * time.Hour,
 		SigningAlg: "ES256", BcryptCost: o.bcryptCost, Now: o.now,
 		MaxRefreshFamilyLifetime: o.maxFamily,
+		TrustedProxies:           o.proxies,
 		KeyReloadInterval:        50 * time.Millisecond, ClientCacheTTL: 2 * time.Second,
 		Throttle: o.throttle,
 	})

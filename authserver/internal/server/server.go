@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"log/slog"
-	"net"
 	"net/http"
 	"regexp"
 	"strconv"
@@ -44,6 +43,9 @@ type Config struct {
 	Admin http.Handler
 	// Throttle, when set, throttles client-authentication failures.
 	Throttle *throttle.Limiter
+	// TrustedProxies are the load balancers whose X-Forwarded-For names
+	// the client address (none: the TCP peer is the client).
+	TrustedProxies TrustedProxies
 }
 
 // Server is authserver's HTTP handler.
@@ -138,10 +140,7 @@ func (s *Server) withRequestInfo(next http.Handler) http.Handler {
 			_, _ = rand.Read(b[:])
 			id = hex.EncodeToString(b[:])
 		}
-		ip, _, err := net.SplitHostPort(r.RemoteAddr)
-		if err != nil {
-			ip = r.RemoteAddr
-		}
+		ip := s.cfg.TrustedProxies.clientIP(r)
 		w.Header().Set("X-Request-Id", id)
 		w.Header().Set("X-Content-Type-Options", "nosniff")
 		w.Header().Set("Referrer-Policy", "no-referrer")
