@@ -150,8 +150,10 @@ func SEIR(w io.Writer, title string, series []sim.Point, population float64) err
 		b.WriteString(`"/>` + "\n")
 	}
 
-	// Legend.
-	const lx, ly = plotRight - 136, plotTop + 8
+	// Legend, at the right edge halfway up: an epidemic's curves sit near
+	// the top (S early, R late) and the bottom (E, I) there, rarely mid-way.
+	legendH := float64(8 + 18*len(cs))
+	lx, ly := float64(plotRight-136), (plotTop+plotBottom)/2-legendH/2
 	fmt.Fprintf(&b, `<rect x="%s" y="%s" width="128" height="%d" fill="#ffffff" fill-opacity="0.85" stroke="#cccccc"/>`+"\n", num(lx), num(ly), 8+18*len(cs))
 	for i, c := range cs {
 		y := ly + 16 + 18*float64(i)
