@@ -69,17 +69,14 @@ func newTenantCmd(g *globals) *cobra.Command {
 		Short: "Create a tenant",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			svc, done, err := g.service(cmd.Context(), false, 0)
-			if err != nil {
-				return err
-			}
-			defer done()
-			t, err := svc.CreateTenant(cmd.Context(), cliActor(), id, name)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "created tenant %s (%s)\n", t.ID, t.Name)
-			return nil
+			return g.withService(cmd, false, 0, func(ctx context.Context, svc *accounts.Service) error {
+				t, err := svc.CreateTenant(ctx, cliActor(), id, name)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "created tenant %s (%s)\n", t.ID, t.Name)
+				return nil
+			})
 		},
 	}
 	create.Flags().StringVar(&id, "id", "", "tenant id, e.g. district_health_dept_a")
@@ -91,21 +88,18 @@ func newTenantCmd(g *globals) *cobra.Command {
 		Short: "List tenants",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			svc, done, err := g.service(cmd.Context(), false, 0)
-			if err != nil {
-				return err
-			}
-			defer done()
-			ts, err := svc.Store.ListTenants(cmd.Context())
-			if err != nil {
-				return err
-			}
-			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "ID\tNAME\tCREATED")
-			for _, t := range ts {
-				fmt.Fprintf(tw, "%s\t%s\t%s\n", t.ID, t.Name, t.CreatedAt.Format("2006-01-02T15:04:05Z"))
-			}
-			return tw.Flush()
+			return g.withService(cmd, false, 0, func(ctx context.Context, svc *accounts.Service) error {
+				ts, err := svc.Store.ListTenants(ctx)
+				if err != nil {
+					return err
+				}
+				tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "ID\tNAME\tCREATED")
+				for _, t := range ts {
+					fmt.Fprintf(tw, "%s\t%s\t%s\n", t.ID, t.Name, t.CreatedAt.Format("2006-01-02T15:04:05Z"))
+				}
+				return tw.Flush()
+			})
 		},
 	}
 	cmd.AddCommand(create, list)
@@ -149,17 +143,14 @@ func newUserCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			svc, done, err := g.service(cmd.Context(), false, cost)
-			if err != nil {
-				return err
-			}
-			defer done()
-			u, err := svc.CreateUser(cmd.Context(), cliActor(), accounts.CreateUserInput{TenantID: tenant, Username: username, Password: pw, Role: role})
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "created user %s in %s with role %s (id %s)\n", u.Username, u.TenantID, u.Role, u.ID)
-			return nil
+			return g.withService(cmd, false, cost, func(ctx context.Context, svc *accounts.Service) error {
+				u, err := svc.CreateUser(ctx, cliActor(), accounts.CreateUserInput{TenantID: tenant, Username: username, Password: pw, Role: role})
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "created user %s in %s with role %s (id %s)\n", u.Username, u.TenantID, u.Role, u.ID)
+				return nil
+			})
 		},
 	}
 	create.Flags().StringVar(&tenant, "tenant", "", "tenant id")
@@ -175,21 +166,18 @@ func newUserCmd(g *globals) *cobra.Command {
 		Short: "List a tenant's users",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			svc, done, err := g.service(cmd.Context(), false, 0)
-			if err != nil {
-				return err
-			}
-			defer done()
-			us, err := svc.Store.ListUsers(cmd.Context(), listTenant)
-			if err != nil {
-				return err
-			}
-			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "USERNAME\tROLE\tDISABLED\tID")
-			for _, u := range us {
-				fmt.Fprintf(tw, "%s\t%s\t%v\t%s\n", u.Username, u.Role, u.Disabled, u.ID)
-			}
-			return tw.Flush()
+			return g.withService(cmd, false, 0, func(ctx context.Context, svc *accounts.Service) error {
+				us, err := svc.Store.ListUsers(ctx, listTenant)
+				if err != nil {
+					return err
+				}
+				tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "USERNAME\tROLE\tDISABLED\tID")
+				for _, u := range us {
+					fmt.Fprintf(tw, "%s\t%s\t%v\t%s\n", u.Username, u.Role, u.Disabled, u.ID)
+				}
+				return tw.Flush()
+			})
 		},
 	}
 	list.Flags().StringVar(&listTenant, "tenant", "", "tenant id")
@@ -223,22 +211,19 @@ func newClientCmd(g *globals) *cobra.Command {
 			in.Grants = grants
 			in.Scopes = strings.Fields(scopes)
 			in.Audiences = audiences
-			svc, done, err := g.service(cmd.Context(), true, 0)
-			if err != nil {
-				return err
-			}
-			defer done()
-			c, secret, err := svc.CreateClient(cmd.Context(), cliActor(), in)
-			if err != nil {
-				return err
-			}
-			out := cmd.OutOrStdout()
-			fmt.Fprintf(out, "client_id: %s\n", c.ID)
-			if !secretStdin {
-				fmt.Fprintf(out, "client_secret: %s\n", secret)
-				fmt.Fprintln(cmd.ErrOrStderr(), "Store the secret now: it is not shown again.")
-			}
-			return nil
+			return g.withService(cmd, true, 0, func(ctx context.Context, svc *accounts.Service) error {
+				c, secret, err := svc.CreateClient(ctx, cliActor(), in)
+				if err != nil {
+					return err
+				}
+				out := cmd.OutOrStdout()
+				fmt.Fprintf(out, "client_id: %s\n", c.ID)
+				if !secretStdin {
+					fmt.Fprintf(out, "client_secret: %s\n", secret)
+					fmt.Fprintln(cmd.ErrOrStderr(), "Store the secret now: it is not shown again.")
+				}
+				return nil
+			})
 		},
 	}
 	f := create.Flags()
@@ -258,21 +243,18 @@ func newClientCmd(g *globals) *cobra.Command {
 		Short: "List a tenant's clients",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			svc, done, err := g.service(cmd.Context(), false, 0)
-			if err != nil {
-				return err
-			}
-			defer done()
-			cs, err := svc.Store.ListClients(cmd.Context(), listTenant)
-			if err != nil {
-				return err
-			}
-			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "ID\tGRANTS\tSCOPES\tAUDIENCES\tROLE\tINTROSPECT")
-			for _, c := range cs {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%v\n", c.ID, c.GrantTypes, c.Scopes, c.Audiences, c.Role, c.Introspect)
-			}
-			return tw.Flush()
+			return g.withService(cmd, false, 0, func(ctx context.Context, svc *accounts.Service) error {
+				cs, err := svc.Store.ListClients(ctx, listTenant)
+				if err != nil {
+					return err
+				}
+				tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "ID\tGRANTS\tSCOPES\tAUDIENCES\tROLE\tINTROSPECT")
+				for _, c := range cs {
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%v\n", c.ID, c.GrantTypes, c.Scopes, c.Audiences, c.Role, c.Introspect)
+				}
+				return tw.Flush()
+			})
 		},
 	}
 	list.Flags().StringVar(&listTenant, "tenant", "", "tenant id")

@@ -32,9 +32,7 @@ func newKeyManager(db *storage.DB, store *storage.Store, o keyOptions, actor str
 		MaxTokenTTL:    o.accessTTL,
 		RotationPeriod: o.rotationPeriod,
 		JWKSMaxAge:     o.jwksMaxAge,
-		Audit: func(ctx context.Context, typ, kid string) {
-			_ = store.AppendAudit(ctx, &storage.AuditEvent{Type: typ, Actor: actor, Subject: kid})
-		},
+		Audit:          store.KeyAuditor(actor),
 	})
 }
 

@@ -94,9 +94,7 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 		ReloadInterval: cfg.KeyReloadInterval,
 		Now:            cfg.Now,
 		Logger:         cfg.Logger,
-		Audit: func(ctx context.Context, typ, kid string) {
-			_ = store.AppendAudit(ctx, &storage.AuditEvent{Type: typ, Actor: "authserver", Subject: kid})
-		},
+		Audit:          store.KeyAuditor("authserver"),
 	})
 	if err != nil {
 		return nil, err

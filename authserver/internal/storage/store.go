@@ -299,6 +299,14 @@ func (s *Store) fillAudit(ctx context.Context, e *AuditEvent) {
 	}
 }
 
+// KeyAuditor returns the key ring's audit hook: key events recorded with
+// actor as their actor and the kid as their subject.
+func (s *Store) KeyAuditor(actor string) func(ctx context.Context, eventType, kid string) {
+	return func(ctx context.Context, eventType, kid string) {
+		_ = s.AppendAudit(ctx, &AuditEvent{Type: eventType, Actor: actor, Subject: kid})
+	}
+}
+
 // AuditFilter selects audit events; zero fields do not filter.
 type AuditFilter struct {
 	TenantID string
