@@ -43,7 +43,7 @@ func TestKeyRotationAndRevocation(t *testing.T) {
 			t.Errorf("token of the old key %s refused after rotation: %s", oldKid, r)
 		}
 		// simapi learns the new kid by refetching the JWKS on an unknown
-		// kid, at most once per 10 s (verify.WithUnknownKIDRefetchInterval),
+		// kid, at most once per 2 s (verify.WithUnknownKIDRefetchInterval),
 		// so a token of the new key may be refused for a few seconds.
 		first := p.get(t, "/v1/me", newTok)
 		if first.status != http.StatusOK {

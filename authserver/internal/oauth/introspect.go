@@ -25,12 +25,10 @@ var (
 func (p *Provider) Introspect(ctx context.Context, token string, hint fosite.TokenUse, now time.Time) (fosite.TokenUse, fosite.AccessRequester, error) {
 	use, ar, err := p.IntrospectToken(ctx, token, hint, &storage.Session{})
 	if err != nil {
-		// fosite folds storage failures into "unauthorized"; a storage
-		// outage must not read as "revoked".
-		pctx, cancel := context.WithTimeout(ctx, time.Second)
-		defer cancel()
-		if perr := p.Store.DB().Ping(pctx); perr != nil {
-			return "", nil, errors.Join(ErrUnavailable, perr)
+		// fosite folds storage failures into "unauthorized" but keeps them
+		// as the cause: a storage outage must not read as "revoked".
+		if errors.Is(err, storage.ErrUnavailable) {
+			return "", nil, errors.Join(ErrUnavailable, err)
 		}
 		return "", nil, ErrInactive
 	}

@@ -142,13 +142,7 @@ func authenticateClient(w http.ResponseWriter, r *http.Request, p *oauth.Provide
 			writeOAuthError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "try again later", 5*time.Second)
 			return nil, false
 		}
-		id, _, _ := r.BasicAuth()
-		if id == "" {
-			id = r.PostForm.Get("client_id")
-		}
-		_ = store.AppendAudit(ctx, &storage.AuditEvent{Type: storage.EventClientAuthFailed, ClientID: truncate(id, 128),
-			Outcome: storage.OutcomeFailure, Details: `{"endpoint":"` + endpoint + `"}`})
-		guard.failed(r)
+		authFailed(r, store, guard, endpoint)
 		m.failures.WithLabelValues(endpoint, "invalid_client").Inc()
 		writeOAuthError(w, http.StatusUnauthorized, "invalid_client", "client authentication failed", 0)
 		return nil, false

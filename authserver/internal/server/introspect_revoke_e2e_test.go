@@ -112,3 +112,20 @@ func TestRevocation(t *testing.T) {
 		t.Errorf("revocation audit events = %d, %v", len(events), err)
 	}
 }
+
+// TestIntrospectionStorageOutage: an unreachable database is "try again"
+// (503), never an answer about the token.
+func TestIntrospectionStorageOutage(t *testing.T) {
+	e := newEnv(t)
+	tok := e.login("alice")
+	if !e.active(tok.AccessToken) { // also caches the resource server's client record
+		t.Fatal("token inactive before the outage")
+	}
+	if err := e.db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	st, m, h := e.post("/oauth2/introspect", "simapi-rs", rsSecret, url.Values{"token": {tok.AccessToken}})
+	if st != http.StatusServiceUnavailable || m["error"] != "temporarily_unavailable" || h.Get("Retry-After") == "" {
+		t.Fatalf("introspection during an outage: %d %v", st, m)
+	}
+}

@@ -82,3 +82,11 @@ func throttled(w http.ResponseWriter, r *http.Request, store *storage.Store, m *
 	m.failures.WithLabelValues(endpoint, "throttled").Inc()
 	writeOAuthError(w, http.StatusTooManyRequests, "invalid_client", "too many failed client authentications; retry later", wait)
 }
+
+// authFailed records a failed client authentication: the throttle counts
+// it and the audit log keeps it.
+func authFailed(r *http.Request, store *storage.Store, guard clientGuard, endpoint string) {
+	guard.failed(r)
+	_ = store.AppendAudit(r.Context(), &storage.AuditEvent{Type: storage.EventClientAuthFailed, ClientID: truncate(claimedClient(r), 128),
+		Outcome: storage.OutcomeFailure, Details: `{"endpoint":"` + endpoint + `"}`})
+}

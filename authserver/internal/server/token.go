@@ -29,22 +29,22 @@ func (h *tokenHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	grant := r.PostForm.Get("grant_type")
 	if grant == "" {
-		h.fail(w, grant, http.StatusBadRequest, "invalid_request", "the 'grant_type' parameter is required", 0)
+		h.fail(w, http.StatusBadRequest, "invalid_request", "the 'grant_type' parameter is required", 0)
 		return
 	}
 	if !supportedGrants[grant] {
 		// fosite answers invalid_request here; RFC 6749 §5.2 wants this.
-		h.fail(w, grant, http.StatusBadRequest, "unsupported_grant_type", "the grant type '"+grant+"' is not supported", 0)
+		h.fail(w, http.StatusBadRequest, "unsupported_grant_type", "the grant type '"+grant+"' is not supported", 0)
 		return
 	}
 	if r.PostForm.Get("client_assertion") != "" || r.PostForm.Get("client_assertion_type") != "" {
-		h.fail(w, grant, http.StatusBadRequest, "invalid_request", "client assertions are not supported; use client_secret_basic or client_secret_post", 0)
+		h.fail(w, http.StatusBadRequest, "invalid_request", "client assertions are not supported; use client_secret_basic or client_secret_post", 0)
 		return
 	}
 
 	if _, _, basic := r.BasicAuth(); !basic && r.PostForm.Get("client_id") == "" {
 		// RFC 6749 §5.2: no client authentication included is invalid_client.
-		h.fail(w, grant, http.StatusUnauthorized, "invalid_client", "client authentication is required (client_secret_basic or client_secret_post)", 0)
+		h.fail(w, http.StatusUnauthorized, "invalid_client", "client authentication is required (client_secret_basic or client_secret_post)", 0)
 		return
 	}
 	if wait := h.guard.wait(r); wait > 0 {
@@ -82,26 +82,15 @@ func (h *tokenHandler) accessError(w http.ResponseWriter, r *http.Request, grant
 		// A concurrent refresh of the same token won. fosite's hint says
 		// "retry", but presenting this token again would be reuse and end
 		// the family: say what happened instead.
-		h.fail(w, grant, http.StatusBadRequest, "invalid_grant", "the refresh token was just used by a concurrent request; use the tokens that request received", 0)
+		h.fail(w, http.StatusBadRequest, "invalid_grant", "the refresh token was just used by a concurrent request; use the tokens that request received", 0)
 		return
 	}
 	switch rfc.ErrorField {
 	case fosite.ErrInvalidClient.ErrorField:
-		h.guard.failed(r)
-		id, _, _ := r.BasicAuth()
-		if id == "" {
-			id = r.PostForm.Get("client_id")
-		}
-		_ = h.store.AppendAudit(ctx, &storage.AuditEvent{Type: storage.EventClientAuthFailed, ClientID: truncate(id, 128),
-			Outcome: storage.OutcomeFailure, Details: `{"endpoint":"token"}`})
+		authFailed(r, h.store, h.guard, "token")
 	case fosite.ErrInvalidGrant.ErrorField:
 		if grant == "refresh_token" && errors.Is(err, fosite.ErrInactiveToken) {
-			client := ""
-			if id, _, ok := r.BasicAuth(); ok {
-				client = id
-			} else {
-				client = r.PostForm.Get("client_id")
-			}
+			client := claimedClient(r)
 			h.log.WarnContext(ctx, "refresh token reuse detected; family revoked", "client_id", client)
 			_ = h.store.AppendAudit(ctx, &storage.AuditEvent{Type: storage.EventRefreshReuse, ClientID: truncate(client, 128),
 				Outcome: storage.OutcomeFailure, Details: `{"action":"family revoked"}`})
@@ -116,7 +105,7 @@ func (h *tokenHandler) accessError(w http.ResponseWriter, r *http.Request, grant
 	h.p.WriteAccessError(ctx, w, nil, rfc)
 }
 
-func (h *tokenHandler) fail(w http.ResponseWriter, _ string, status int, code, desc string, retryAfter time.Duration) {
+func (h *tokenHandler) fail(w http.ResponseWriter, status int, code, desc string, retryAfter time.Duration) {
 	h.m.failures.WithLabelValues("token", code).Inc()
 	writeOAuthError(w, status, code, desc, retryAfter)
 }

@@ -31,6 +31,9 @@ const DefaultURL = "sqlite:./var/authserver.db"
 var (
 	ErrNotFound = errors.New("not found")
 	ErrConflict = errors.New("already exists")
+	// ErrUnavailable marks a read that failed because the database did
+	// not answer, as opposed to a row that is not there.
+	ErrUnavailable = errors.New("database unavailable")
 )
 
 // DB is an open database and the dialect it speaks.

@@ -102,7 +102,7 @@ func (s *Store) hydrate(ctx context.Context, row *TokenRow) (fosite.Requester, e
 	if errors.Is(err, ErrNotFound) {
 		return nil, fosite.ErrNotFound
 	} else if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	if sr.Session == nil {
 		sr.Session = &Session{}
@@ -316,29 +316,11 @@ func (s *Store) RevokeRefreshToken(ctx context.Context, requestID string) error 
 // token issued with it inactive. The update is guarded on the presented
 // signature still being active, so of two concurrent refreshes of one token
 // exactly one succeeds; the other gets fosite.ErrNotFound and its
-// transaction rolls back.
+// transaction rolls back. (On PostgreSQL the refresh grant goes through
+// RefreshGrantStore, which writes the whole refresh as one statement.)
 func (s *Store) RotateRefreshToken(ctx context.Context, requestID, signature string) error {
 	hash := HashSignature(signature)
 	now := s.now()
-	if s.db.Dialect == DialectPostgres {
-		// One round trip: retire the refresh token and its access token.
-		var n int64
-		err := s.conn(ctx).Raw(`WITH r AS (
-UPDATE refresh_tokens SET active = false, used_at = ? WHERE signature_hash = ? AND request_id = ? AND active = true
-RETURNING access_signature_hash),
-a AS (UPDATE access_tokens SET active = false WHERE signature_hash = (SELECT access_signature_hash FROM r))
-SELECT count(*) FROM r`, now, hash, requestID).Scan(&n).Error
-		if err != nil {
-			if isSerializationFailure(err) {
-				return fosite.ErrSerializationFailure
-			}
-			return err
-		}
-		if n == 0 {
-			return fosite.ErrNotFound
-		}
-		return nil
-	}
 	res := s.conn(ctx).Model(&RefreshTokenRow{}).
 		Where("signature_hash = ? AND request_id = ? AND active = ?", hash, requestID, true).
 		Updates(map[string]any{"active": false, "used_at": now})

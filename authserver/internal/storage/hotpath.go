@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 )
@@ -44,7 +45,7 @@ func (s *Store) readTokenRow(ctx context.Context, table, hash string) (*TokenRow
 		return nil, ErrNotFound
 	}
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	return &r, nil
 }
@@ -59,7 +60,7 @@ func (s *Store) readUser(ctx context.Context, id string) (*User, error) {
 		return nil, ErrNotFound
 	}
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	return &u, nil
 }
