@@ -265,14 +265,31 @@ func (s *Store) getTokenSession(ctx context.Context, table, signature string) (f
 // DeleteAccessTokenSession revokes one access token. The row stays,
 // inactive, until it expires.
 func (s *Store) DeleteAccessTokenSession(ctx context.Context, signature string) error {
-	return s.conn(ctx).Model(&AccessTokenRow{}).
-		Where("signature_hash = ?", HashSignature(signature)).
-		Update("active", false).Error
+	return s.deactivate(ctx, &AccessTokenRow{}, "signature_hash = ?", HashSignature(signature))
 }
 
 // RevokeAccessToken revokes every access token of a request family.
 func (s *Store) RevokeAccessToken(ctx context.Context, requestID string) error {
-	return s.conn(ctx).Model(&AccessTokenRow{}).Where("request_id = ?", requestID).Update("active", false).Error
+	return s.deactivate(ctx, &AccessTokenRow{}, "request_id = ?", requestID)
+}
+
+// deactivate marks the active rows of model that match where inactive.
+// Revocations are idempotent, and concurrent revocations of one family
+// (several replays of a used refresh token at once) can deadlock on
+// PostgreSQL, so outside a transaction a deadlock or serialization failure
+// is simply retried; inside one, where the transaction is already lost, it
+// is reported as fosite.ErrSerializationFailure.
+func (s *Store) deactivate(ctx context.Context, model any, where string, arg any) error {
+	_, inTx := ctx.Value(txKey{}).(*txState)
+	for attempt := 1; ; attempt++ {
+		err := s.conn(ctx).Model(model).Where(where+" AND active = ?", arg, true).Update("active", false).Error
+		if !isSerializationFailure(err) {
+			return err
+		}
+		if inTx || attempt == 5 {
+			return fosite.ErrSerializationFailure
+		}
+	}
 }
 
 // ---- refresh tokens ----
@@ -302,14 +319,12 @@ func (s *Store) GetRefreshTokenSession(ctx context.Context, signature string, _ 
 // DeleteRefreshTokenSession revokes one refresh token; it succeeds when the
 // token is already inactive or gone.
 func (s *Store) DeleteRefreshTokenSession(ctx context.Context, signature string) error {
-	return s.conn(ctx).Model(&RefreshTokenRow{}).
-		Where("signature_hash = ?", HashSignature(signature)).
-		Update("active", false).Error
+	return s.deactivate(ctx, &RefreshTokenRow{}, "signature_hash = ?", HashSignature(signature))
 }
 
 // RevokeRefreshToken revokes every refresh token of a request family.
 func (s *Store) RevokeRefreshToken(ctx context.Context, requestID string) error {
-	return s.conn(ctx).Model(&RefreshTokenRow{}).Where("request_id = ?", requestID).Update("active", false).Error
+	return s.deactivate(ctx, &RefreshTokenRow{}, "request_id = ?", requestID)
 }
 
 // RotateRefreshToken marks the presented refresh token used, and the access
